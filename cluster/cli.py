@@ -1,0 +1,146 @@
+"""Command line: `python -m cluster <command>`.
+
+  build-demo            write the tiny demo checkpoints (idempotent)
+  validate PROFILE      load and validate a profile, print its pools
+  run PROFILE           start Ray (or join one) and serve the profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from cluster.config import ClusterConfig, load_config, profile_path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS_DIR = REPO / "build" / "models"
+APP_NAME = "longctx"
+
+
+def _load(profile: str, overrides: list[str]) -> ClusterConfig:
+    try:
+        return load_config(profile_path(profile), overrides)
+    except ValidationError as exc:
+        raise SystemExit(f"profile {profile} is invalid:\n{exc}") from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"profile {profile}: {exc}") from None
+
+
+def pool_table(cluster: ClusterConfig) -> str:
+    header = f"{'pool':<14} {'model':<26} {'band':>22} {'tp':>3} {'max_model_len':>13} {'replicas':>9}"
+    lines = [header, "-" * len(header)]
+    for pool in cluster.pools:
+        band = f"[{pool.min_tokens}, {pool.max_tokens}]"
+        replicas = f"{pool.replicas.min}-{pool.replicas.max}"
+        lines.append(
+            f"{pool.name:<14} {pool.model:<26} {band:>22} {pool.engine.tensor_parallel_size:>3} "
+            f"{pool.engine.max_model_len:>13} {replicas:>9}"
+        )
+    return "\n".join(lines)
+
+
+def cmd_build_demo(args) -> int:
+    from cluster.demo import build_all
+
+    build_all(Path(args.out), force=args.force)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    cluster = _load(args.profile, args.set)
+    print(pool_table(cluster))
+    return 0
+
+
+def ray_logical_cpus(cluster: ClusterConfig) -> int | None:
+    """Logical CPUs for a local Ray on a CPU profile.
+
+    Every engine replica and TP worker takes a CPU bundle; on a 2-core box the
+    placement groups would never fit, so advertise more logical CPUs than
+    cores (the engines share the cores; vLLM pins its threads itself).
+    """
+    if cluster.device != "cpu":
+        return None
+    bundles = sum(p.engine.tensor_parallel_size + 1 for p in cluster.pools for _ in range(p.replicas.max))
+    return max(bundles + cluster.ingress.replicas + 4, os.cpu_count() or 1)
+
+
+def start_cluster(cluster: ClusterConfig, profile: str, overrides: list[str], address: str | None):
+    """Start (or join) Ray and deploy the app; returns when it is healthy."""
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    if address:
+        ray.init(address=address)
+    else:
+        ray.init(num_cpus=ray_logical_cpus(cluster), include_dashboard=False)
+    serve.start(http_options={"host": cluster.ingress.host, "port": cluster.ingress.port})
+    serve.run(
+        build_app({"profile": profile, "overrides": overrides}),
+        name=APP_NAME,
+        route_prefix="/",
+    )
+
+
+def cmd_run(args) -> int:
+    cluster = _load(args.profile, args.set)
+    print(pool_table(cluster), flush=True)
+    start_cluster(cluster, str(profile_path(args.profile)), args.set, args.address)
+    url = f"http://{cluster.ingress.host}:{cluster.ingress.port}"
+    model = next(iter(cluster.models))
+    print(
+        f"\nServing on {url}\n\n"
+        f"  curl {url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+        f"    -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}], \"max_tokens\": 16}}'\n\n"
+        f"  curl {url}/v1/pools\n\nCtrl-C stops the cluster.",
+        flush=True,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    from ray import serve
+
+    serve.shutdown()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cluster", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("build-demo", help="build the tiny demo checkpoints")
+    p.add_argument("--out", default=str(DEFAULT_MODELS_DIR))
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_build_demo)
+
+    for name, func, help_ in (
+        ("validate", cmd_validate, "validate a profile and print its pools"),
+        ("run", cmd_run, "serve a profile on Ray"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("profile", nargs="?", default="cpu-demo", help="profile name or YAML path")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a profile value, e.g. pools.il25-short.replicas.max=2")
+        if name == "run":
+            p.add_argument("--address", default=None,
+                           help="join an existing Ray cluster (e.g. 'auto') instead of starting one")
+        p.set_defaults(func=func)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Ray Serve application: ingress, routing policies and vLLM engine pools."""

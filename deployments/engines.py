@@ -1,0 +1,97 @@
+"""Pool -> Ray Serve LLM engine deployment.
+
+Each pool becomes one ``LLMServer`` deployment from ``ray.serve.llm``: it
+already maps tensor_parallel_size to a Ray placement group, runs vLLM, streams
+OpenAI responses and exports vLLM's metrics, so the project writes no engine
+wrapper of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cluster.config import ClusterConfig, PoolConfig
+
+POOL_DEPLOYMENT_PREFIX = "pool-"
+
+
+def pool_deployment_name(pool_name: str) -> str:
+    return f"{POOL_DEPLOYMENT_PREFIX}{pool_name}"
+
+
+def placement_bundles(pool: PoolConfig, device: str) -> list[dict[str, float]]:
+    """One bundle per tensor-parallel worker."""
+    default = {"GPU": 1.0} if device == "gpu" else {"CPU": 1.0}
+    worker = dict(pool.worker_resources or default)
+    return [dict(worker) for _ in range(pool.engine.tensor_parallel_size)]
+
+
+def _rope_engine_kwargs(cluster: ClusterConfig, pool: PoolConfig) -> tuple[dict, dict]:
+    """Engine kwargs and env vars of the long-context RoPE fix, if installed."""
+    try:
+        from deployments import rope
+    except ImportError:
+        return {}, {}
+    model = cluster.models[pool.model]
+    kwargs = rope.engine_kwargs_for_pool(
+        native_context=model.native_context,
+        rope_scaling=model.rope_scaling,
+        max_model_len=pool.engine.max_model_len,
+        band_max_tokens=pool.max_tokens,
+    )
+    return kwargs, rope.runtime_env_vars()
+
+
+def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
+    from ray.serve.llm import LLMConfig
+
+    model = cluster.models[pool.model]
+    rope_kwargs, rope_env = _rope_engine_kwargs(cluster, pool)
+    engine_kwargs: dict[str, Any] = {
+        **pool.engine.to_engine_kwargs(),
+        "trust_remote_code": model.trust_remote_code,
+        **rope_kwargs,
+    }
+    if cluster.device == "cpu":
+        # Not a GPU: vLLM's CPU backend takes its KV size from
+        # VLLM_CPU_KVCACHE_SPACE, and the GPU-only knob is meaningless.
+        engine_kwargs.pop("gpu_memory_utilization", None)
+    replicas = pool.replicas
+    deployment_config: dict[str, Any] = {
+        "autoscaling_config": {
+            "min_replicas": replicas.min,
+            "max_replicas": replicas.max,
+            "initial_replicas": replicas.initial if replicas.initial is not None else replicas.min,
+            "target_ongoing_requests": replicas.target_ongoing_requests,
+        },
+    }
+    if pool.max_ongoing_requests is not None:
+        deployment_config["max_ongoing_requests"] = pool.max_ongoing_requests
+    env_vars = {**cluster.engine_env, **rope_env, **pool.env}
+    return LLMConfig(
+        model_loading_config={
+            "model_id": pool.model,
+            "model_source": model.path,
+            **({"tokenizer_source": model.tokenizer} if model.tokenizer else {}),
+        },
+        engine_kwargs=engine_kwargs,
+        accelerator_type=pool.accelerator_type,
+        placement_group_config={
+            "bundles": placement_bundles(pool, cluster.device),
+            # A TP group talks over NVLink/shared memory: keep it on one node.
+            "strategy": "STRICT_PACK",
+        },
+        deployment_config=deployment_config,
+        runtime_env={"env_vars": env_vars} if env_vars else None,
+        log_engine_metrics=True,
+    )
+
+
+def build_pool_deployment(cluster: ClusterConfig, pool: PoolConfig):
+    """The bound Serve deployment of one pool."""
+    from ray.serve.llm import build_llm_deployment
+
+    return build_llm_deployment(
+        llm_config_for_pool(cluster, pool),
+        override_serve_options={"name": pool_deployment_name(pool.name)},
+    )

@@ -1,0 +1,288 @@
+"""The HTTP ingress: one Serve deployment in front of every pool.
+
+Request path, one hop per step:
+  parse (schemas) -> token count (tokens) -> pool choice (routing.bands)
+  -> replica choice (the pool deployment's Serve request router)
+  -> engine (ray.serve.llm LLMServer) -> response shape (chat_format).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from ray import serve
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from cluster.config import ClusterConfig
+from deployments.chat_format import ChatStreamRewriter, chat_response, sse_texts
+from deployments.errors import APIError, install_error_handlers, sse_error_event
+from deployments.routing.bands import BandPolicy, NoPoolFits, RouteDecision, UnknownModel
+from deployments.schemas import ChatCompletionBody, CompletionBody
+from deployments.tokens import PromptTokenizer, ThinkingUnsupported
+
+POOL_HEADER = "x-pool"
+
+
+class _Timings:
+    """Server-Timing header: where the ingress spent its time."""
+
+    def __init__(self) -> None:
+        self._marks: list[tuple[str, float]] = []
+
+    def add(self, name: str, seconds: float) -> None:
+        self._marks.append((name, seconds))
+
+    def header(self) -> str:
+        return ", ".join(f"{name};dur={seconds * 1000:.2f}" for name, seconds in self._marks)
+
+
+def _pool_view(cluster: ClusterConfig) -> list[dict[str, Any]]:
+    rows = []
+    for pool in cluster.pools:
+        model = cluster.models[pool.model]
+        rows.append(
+            {
+                "name": pool.name,
+                "model": pool.model,
+                "min_tokens": pool.min_tokens,
+                "max_tokens": pool.max_tokens,
+                "tensor_parallel_size": pool.engine.tensor_parallel_size,
+                "replicas": pool.replicas.model_dump(),
+                "max_model_len": pool.engine.max_model_len,
+                "max_num_seqs": pool.engine.max_num_seqs,
+                "native_context": model.native_context,
+                "rope_scaling": model.rope_scaling,
+                "model_path": model.path,
+                "accelerator_type": pool.accelerator_type,
+            }
+        )
+    return rows
+
+
+def create_app(ingress: "Ingress") -> FastAPI:
+    """FastAPI routes; each delegates to the Ingress instance."""
+    app = FastAPI(title="longctx cluster", version="0.1.0")
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def _body_limit(request: Request, call_next):
+        declared = request.headers.get("content-length")
+        limit = ingress.cluster.ingress.max_body_bytes
+        if declared and declared.isdigit() and int(declared) > limit:
+            return APIError(
+                413, f"request body of {declared} bytes exceeds the limit of {limit} bytes",
+                code="body_too_large",
+            ).response()
+        return await call_next(request)
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models():
+        return ingress.models()
+
+    @app.get("/v1/pools")
+    async def pools():
+        return {"object": "list", "data": _pool_view(ingress.cluster)}
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatCompletionBody):
+        return await ingress.chat(body)
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionBody):
+        return await ingress.completions(body)
+
+    return app
+
+
+class Ingress:
+    """Counts tokens, picks the pool, and relays the pool's answer."""
+
+    def __init__(self, cluster: dict, pool_handles: dict[str, Any]):
+        self.cluster = ClusterConfig.model_validate(cluster)
+        self._bands = BandPolicy(self.cluster)
+        self._tokenizers = {
+            name: PromptTokenizer(name, model) for name, model in self.cluster.models.items()
+        }
+        # Reuse configured handles: each .options() call creates a new handle
+        # with its own metrics pusher.
+        self._pools = {name: handle.options(stream=True) for name, handle in pool_handles.items()}
+        self._created = int(time.time())
+
+    # --- read-only views -------------------------------------------------
+
+    def models(self) -> dict:
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": name,
+                    "object": "model",
+                    "created": self._created,
+                    "owned_by": "longctx",
+                    "max_model_len": self._bands.limit(name),
+                    "native_context": model.native_context,
+                    "thinking": model.thinking_system_prompt is not None,
+                    "pools": [p.name for p in self._bands.pools_of(name)],
+                }
+                for name, model in self.cluster.models.items()
+            ],
+        }
+
+    # --- request path ----------------------------------------------------
+
+    def _tokenizer(self, model: str) -> PromptTokenizer:
+        try:
+            return self._tokenizers[model]
+        except KeyError:
+            raise APIError(
+                404,
+                f"model {model!r} does not exist; available models: {', '.join(sorted(self._tokenizers))}",
+                code="model_not_found",
+                param="model",
+            ) from None
+
+    def _route(self, model: str, prompt_tokens: int, requested: int | None) -> RouteDecision:
+        max_tokens = self._bands.completion_budget(
+            model, prompt_tokens, requested, self.cluster.models[model].default_max_tokens
+        )
+        try:
+            return self._bands.choose(model, prompt_tokens, max_tokens)
+        except NoPoolFits as exc:
+            raise APIError(413, str(exc), code="context_length_exceeded", param="messages") from None
+        except UnknownModel as exc:
+            raise APIError(404, str(exc), code="model_not_found", param="model") from None
+
+    def _engine_request(self, body, decision: RouteDecision, prompt_ids: list[int], logprobs: int | None):
+        from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest
+
+        stop_ids = sorted(set(self.cluster.models[body.model].stop_token_ids))
+        return CompletionRequest(
+            model=body.model,
+            prompt=prompt_ids,
+            max_tokens=decision.max_tokens,
+            add_special_tokens=False,
+            stop_token_ids=stop_ids,
+            logprobs=logprobs,
+            **body.engine_sampling(),
+        )
+
+    async def chat(self, body: ChatCompletionBody) -> Response:
+        timings = _Timings()
+        tokenizer = self._tokenizer(body.model)
+        messages = body.message_dicts()
+        if body.thinking:
+            try:
+                messages = tokenizer.with_thinking(messages)
+            except ThinkingUnsupported as exc:
+                raise APIError(400, str(exc), code="thinking_unsupported", param="thinking") from None
+        started = time.perf_counter()
+        prompt_ids = await asyncio.to_thread(tokenizer.chat_ids, messages)
+        timings.add("tokenize", time.perf_counter() - started)
+        started = time.perf_counter()
+        decision = self._route(body.model, len(prompt_ids), body.max_tokens)
+        timings.add("route", time.perf_counter() - started)
+        logprobs = (body.top_logprobs or 0) if body.logprobs else None
+        request = self._engine_request(body, decision, prompt_ids, logprobs)
+        return await self._dispatch(decision, request, timings, chat=True)
+
+    async def completions(self, body: CompletionBody) -> Response:
+        timings = _Timings()
+        tokenizer = self._tokenizer(body.model)
+        started = time.perf_counter()
+        if isinstance(body.prompt, str):
+            prompt_ids = await asyncio.to_thread(tokenizer.text_ids, body.prompt)
+        else:
+            prompt_ids = list(body.prompt)
+            bad = [i for i in prompt_ids if i >= tokenizer.vocab_size]
+            if bad:
+                raise APIError(
+                    400,
+                    f"prompt token id {bad[0]} is outside the vocabulary of {body.model} "
+                    f"(size {tokenizer.vocab_size})",
+                    code="invalid_token_id",
+                    param="prompt",
+                )
+        timings.add("tokenize", time.perf_counter() - started)
+        started = time.perf_counter()
+        decision = self._route(body.model, len(prompt_ids), body.max_tokens)
+        timings.add("route", time.perf_counter() - started)
+        request = self._engine_request(body, decision, prompt_ids, body.logprobs)
+        if body.echo:
+            request.echo = True
+        return await self._dispatch(decision, request, timings, chat=False)
+
+    async def _dispatch(self, decision: RouteDecision, request, timings: _Timings, *, chat: bool) -> Response:
+        from ray.llm._internal.serve.core.configs.openai_api_models import ErrorResponse
+
+        headers = {
+            POOL_HEADER: decision.pool.name,
+            "x-prompt-tokens": str(decision.prompt_tokens),
+            "server-timing": timings.header(),
+        }
+        handle = self._pools[decision.pool.name]
+        stream = handle.completions.remote(request, None)
+        timeout = self.cluster.ingress.request_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                first = await stream.__anext__()
+        except TimeoutError:
+            stream.cancel()
+            raise APIError(504, f"no answer from pool {decision.pool.name} within {timeout:.0f} s",
+                           code="timeout") from None
+        first_item = first[0] if isinstance(first, list) and first else first
+        if isinstance(first_item, ErrorResponse):
+            stream.cancel()
+            error = first_item.error
+            status = int(error.code) if str(error.code).isdigit() else 400
+            raise APIError(status, error.message, code=str(error.type))
+        if not request.stream:
+            payload = first_item.model_dump(mode="json")
+            return JSONResponse(chat_response(payload) if chat else payload, headers=headers)
+        return StreamingResponse(
+            self._relay(first, stream, chat=chat),
+            media_type="text/event-stream",
+            headers=headers,
+        )
+
+    async def _relay(self, first, stream, *, chat: bool) -> AsyncIterator[str]:
+        rewriter = ChatStreamRewriter() if chat else None
+        done = False
+
+        async def items():
+            yield first
+            async for item in stream:
+                yield item
+
+        try:
+            async for item in items():
+                for text in sse_texts(item):
+                    if rewriter is not None:
+                        text = rewriter.rewrite(text)
+                    done = done or "data: [DONE]" in text
+                    if text:
+                        yield text
+        except asyncio.CancelledError:
+            stream.cancel()
+            raise
+        except Exception as exc:  # the engine died mid-stream: tell the client, don't hang
+            yield sse_error_event(503, f"the engine failed while streaming: {type(exc).__name__}",
+                                  code="engine_failure")
+        if not done:
+            yield "data: [DONE]\n\n"
+
+
+@serve.deployment(name="ingress", max_ongoing_requests=1000)
+@serve.ingress()
+class IngressDeployment(Ingress):
+    """The Serve deployment; the FastAPI app is built per replica."""
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(self)

@@ -1,0 +1,126 @@
+"""Request bodies the ingress accepts (the OpenAI subset it serves).
+
+Own models rather than vLLM's: they reject unknown fields and out-of-range
+sampling values at the door with a 4xx naming the field and the limit, and
+they carry the cluster's own extension (``thinking``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ContentPart(_Body):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Body):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Body):
+    include_usage: bool = False
+    continuous_usage_stats: bool = False
+
+
+class SamplingFields(_Body):
+    """Fields shared by chat and completions, with OpenAI's ranges."""
+
+    model: str = Field(description="Served model name (see GET /v1/models).")
+    max_tokens: int | None = Field(default=None, ge=1, description="Completion tokens at most.")
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=-1)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    n: int = Field(default=1, ge=1, le=16)
+    stop: str | list[str] | None = Field(default=None)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0, le=2.0)
+    ignore_eos: bool = False
+    min_tokens: int = Field(default=0, ge=0)
+    prompt_logprobs: int | None = Field(default=None, ge=0, le=20)
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, stop):
+        if isinstance(stop, list) and len(stop) > 8:
+            raise ValueError("at most 8 stop sequences")
+        return stop
+
+    def engine_sampling(self) -> dict[str, Any]:
+        """The sampling fields vLLM's CompletionRequest takes as they are."""
+        keys = (
+            "temperature", "top_p", "top_k", "min_p", "n", "stop", "seed", "presence_penalty",
+            "frequency_penalty", "repetition_penalty", "ignore_eos", "min_tokens",
+            "prompt_logprobs", "user",
+        )
+        out = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        out["stream"] = self.stream
+        if self.stream_options is not None:
+            out["stream_options"] = self.stream_options.model_dump()
+        return out
+
+
+class ChatCompletionBody(SamplingFields):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    thinking: bool = Field(
+        default=False,
+        description="Switch on the model's deep-thinking mode (InternLM3) by its system prompt.",
+    )
+
+    @model_validator(mode="after")
+    def _max_tokens_alias(self):
+        if self.max_tokens is None and self.max_completion_tokens is not None:
+            self.max_tokens = self.max_completion_tokens
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs requires logprobs: true")
+        return self
+
+    def message_dicts(self) -> list[dict[str, str]]:
+        return [{"role": m.role, "content": m.text()} for m in self.messages]
+
+
+class CompletionBody(SamplingFields):
+    prompt: str | list[str] | list[int] = Field(
+        description="Text, a one-element list of text, or token ids."
+    )
+    echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+    suffix: None = Field(default=None, description="Not supported.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _single_prompt(cls, prompt):
+        if isinstance(prompt, list) and not prompt:
+            raise ValueError("prompt must not be empty")
+        if isinstance(prompt, list) and isinstance(prompt[0], str):
+            if len(prompt) != 1:
+                raise ValueError("batched prompts are not supported; send one prompt per request")
+            return prompt[0]
+        if isinstance(prompt, str) and not prompt:
+            raise ValueError("prompt must not be empty")
+        return prompt
