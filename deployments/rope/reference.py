@@ -147,10 +147,15 @@ class ReferenceModel:
             x = self._rms(h, self._w(names["attn_norm"]))
             q, k, v = self._qkv(layer, x)
             q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+            group = self.n_heads // self.n_kv
+            # 4-D inputs with expanded KV heads take PyTorch's CPU flash
+            # kernel; 3-D or enable_gqa fall back to the O(n^2)-memory path.
             attn = F.scaled_dot_product_attention(
-                q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1),
-                is_causal=True, enable_gqa=True,
-            )
+                q.transpose(0, 1)[None],
+                k.repeat_interleave(group, dim=1).transpose(0, 1)[None],
+                v.repeat_interleave(group, dim=1).transpose(0, 1)[None],
+                is_causal=True,
+            )[0]
             h = h + attn.transpose(0, 1).reshape(n, -1) @ self._w(names["o"]).T
             x = self._rms(h, self._w(names["ffn_norm"]))
             gate = F.silu(x @ self._w(names["gate"]).T)
