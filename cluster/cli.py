@@ -3,6 +3,7 @@
   build-demo            write the tiny demo checkpoints (idempotent)
   validate PROFILE      load and validate a profile, print its pools
   run PROFILE           start Ray (or join one) and serve the profile
+  plan PROFILE          capacity plan: does each pool fit its GPUs?
 """
 
 from __future__ import annotations
@@ -137,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--address", default=None,
                            help="join an existing Ray cluster (e.g. 'auto') instead of starting one")
         p.set_defaults(func=func)
+
+    from cluster.planner import add_plan_parser
+
+    add_plan_parser(sub, _load)
 
     args = parser.parse_args(argv)
     return args.func(args)

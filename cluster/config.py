@@ -76,6 +76,12 @@ class ModelConfig(StrictModel):
         default=True,
         description="InternLM checkpoints define their config classes as remote code.",
     )
+    architecture: str | None = Field(
+        default=None,
+        description="Architecture name as in config.json `architectures[0]` (e.g. "
+        "InternLM2ForCausalLM). Only the capacity planner reads it, and only when the "
+        "weights are not on this machine; config.json wins when present.",
+    )
 
     @property
     def tokenizer_path(self) -> str:

@@ -36,6 +36,9 @@ class _Timings:
     def add(self, name: str, seconds: float) -> None:
         self._marks.append((name, seconds))
 
+    def has(self, name: str) -> bool:
+        return any(mark == name for mark, _ in self._marks)
+
     def header(self) -> str:
         return ", ".join(f"{name};dur={seconds * 1000:.2f}" for name, seconds in self._marks)
 
@@ -149,16 +152,24 @@ class Ingress:
                 param="model",
             ) from None
 
-    def _route(self, model: str, prompt_tokens: int, requested: int | None) -> RouteDecision:
+    def _route(self, model: str, prompt_tokens: int, requested: int | None, timings: _Timings) -> RouteDecision:
+        started = time.perf_counter()
         max_tokens = self._bands.completion_budget(
             model, prompt_tokens, requested, self.cluster.models[model].default_max_tokens
         )
         try:
             return self._bands.choose(model, prompt_tokens, max_tokens)
         except NoPoolFits as exc:
-            raise APIError(413, str(exc), code="context_length_exceeded", param="messages") from None
+            timings.add("route", time.perf_counter() - started)
+            raise APIError(
+                413, str(exc), code="context_length_exceeded", param="messages",
+                headers={"x-prompt-tokens": str(prompt_tokens), "server-timing": timings.header()},
+            ) from None
         except UnknownModel as exc:
             raise APIError(404, str(exc), code="model_not_found", param="model") from None
+        finally:
+            if not timings.has("route"):
+                timings.add("route", time.perf_counter() - started)
 
     def _engine_request(self, body, decision: RouteDecision, prompt_ids: list[int], logprobs: int | None):
         from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest
@@ -186,9 +197,7 @@ class Ingress:
         started = time.perf_counter()
         prompt_ids = await asyncio.to_thread(tokenizer.chat_ids, messages)
         timings.add("tokenize", time.perf_counter() - started)
-        started = time.perf_counter()
-        decision = self._route(body.model, len(prompt_ids), body.max_tokens)
-        timings.add("route", time.perf_counter() - started)
+        decision = self._route(body.model, len(prompt_ids), body.max_tokens, timings)
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
         request = self._engine_request(body, decision, prompt_ids, logprobs)
         return await self._dispatch(decision, request, timings, chat=True)
@@ -211,9 +220,7 @@ class Ingress:
                     param="prompt",
                 )
         timings.add("tokenize", time.perf_counter() - started)
-        started = time.perf_counter()
-        decision = self._route(body.model, len(prompt_ids), body.max_tokens)
-        timings.add("route", time.perf_counter() - started)
+        decision = self._route(body.model, len(prompt_ids), body.max_tokens, timings)
         request = self._engine_request(body, decision, prompt_ids, body.logprobs)
         if body.echo:
             request.echo = True

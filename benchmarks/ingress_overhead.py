@@ -1,0 +1,170 @@
+"""What the ingress costs: token counting and routing, against calling a pool directly.
+
+Starts the CPU demo cluster in-process (Ray + Serve + vLLM CPU engines), then:
+
+1. Ingress work per prompt size (1k, 100k, 1M tokens): client-observed time
+   of a request that the ingress fully parses, tokenizes and routes, and the
+   ingress's own Server-Timing split (tokenize, route). Prompts above the demo
+   pools' limit are refused with 413 *after* counting, so the figure is the
+   whole ingress cost without engine time.
+2. Overhead against the pool deployment: the same prompt (1k and 8k tokens,
+   max_tokens=1) sent through HTTP + ingress, and as pre-tokenized ids
+   straight to the pool's Serve handle. The difference is what the ingress
+   adds per request.
+
+    .venv/bin/python benchmarks/ingress_overhead.py --repeats 5
+
+Writes benchmarks/results/ingress_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+MODEL = "internlm2_5-7b-chat-1m"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _server_timing(header: str) -> dict[str, float]:
+    out = {}
+    for part in filter(None, (p.strip() for p in header.split(","))):
+        name, _, dur = part.partition(";dur=")
+        out[name] = float(dur) if dur else 0.0
+    return out
+
+
+def text_of_tokens(tokenizer, n_tokens: int) -> str:
+    """Local prose of about n_tokens (the repo's own sources, repeated)."""
+    corpus = "\n".join(p.read_text() for p in sorted((REPO / "cluster").glob("*.py")))
+    per_char = len(tokenizer.text_ids(corpus[:20000], add_special_tokens=False)) / 20000
+    chars = int(n_tokens / per_char)
+    text = (corpus * (chars // len(corpus) + 1))[:chars]
+    return text
+
+
+def progress(msg: str) -> None:
+    print(f"[ingress_overhead] {msg}", file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ingress_overhead.json"))
+    args = parser.parse_args()
+
+    from ray import serve
+    from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest
+
+    from cluster.cli import APP_NAME, start_cluster
+    from cluster.config import load_config, profile_path
+    from cluster.demo import build_all
+    from deployments.engines import pool_deployment_name
+    from deployments.tokens import PromptTokenizer
+
+    build_all(REPO / "build" / "models")
+    port = _free_port()
+    overrides = [f"ingress.port={port}"]
+    profile = str(profile_path("cpu-demo"))
+    config = load_config(profile, overrides)
+    progress("starting the cpu-demo cluster ...")
+    started = time.perf_counter()
+    start_cluster(config, profile, overrides, address=None)
+    progress(f"cluster up in {time.perf_counter() - started:.0f} s")
+    tokenizer = PromptTokenizer(MODEL, config.models[MODEL])
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=3600)
+    results: dict = {"profile": "cpu-demo", "model": MODEL, "repeats": args.repeats,
+                     "ingress_work": [], "overhead_vs_direct": []}
+
+    # 1. Ingress work by prompt size.
+    for size in (1_000, 100_000, 1_000_000):
+        text = text_of_tokens(tokenizer, size)
+        body = {"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": 1}
+        payload = json.dumps(body).encode()
+        rows = []
+        for i in range(args.repeats):
+            t0 = time.perf_counter()
+            response = client.post("/v1/chat/completions", content=payload,
+                                   headers={"content-type": "application/json"})
+            elapsed = time.perf_counter() - t0
+            timing = _server_timing(response.headers.get("server-timing", ""))
+            rows.append({"status": response.status_code, "client_s": elapsed,
+                         "tokenize_ms": timing.get("tokenize"), "route_ms": timing.get("route"),
+                         "prompt_tokens": int(response.headers.get("x-prompt-tokens", 0))})
+            progress(f"size {size:>9,}: run {i + 1}/{args.repeats} status {response.status_code} "
+                     f"{elapsed * 1000:.0f} ms")
+        results["ingress_work"].append({
+            "target_tokens": size,
+            "prompt_tokens": rows[0]["prompt_tokens"],
+            "body_bytes": len(payload),
+            "status": rows[0]["status"],
+            "client_ms_median": statistics.median(r["client_s"] for r in rows) * 1000,
+            "tokenize_ms_median": statistics.median(r["tokenize_ms"] for r in rows),
+            "route_ms_median": statistics.median(r["route_ms"] for r in rows),
+        })
+
+    # 2. Ingress vs the pool deployment directly.
+    for size in (1_000, 8_000):
+        text = text_of_tokens(tokenizer, size)
+        messages = [{"role": "user", "content": text}]
+        ids = tokenizer.chat_ids(messages)
+        pool = next(p for p in config.pools_of(MODEL) if len(ids) + 1 <= p.max_tokens)
+        handle = serve.get_deployment_handle(pool_deployment_name(pool.name), app_name=APP_NAME).options(stream=True)
+
+        async def direct_once():
+            request = CompletionRequest(model=MODEL, prompt=ids, max_tokens=1, add_special_tokens=False)
+            async for _ in handle.completions.remote(request, None):
+                pass
+
+        via_ingress, direct = [], []
+        body = {"model": MODEL, "messages": messages, "max_tokens": 1}
+        # Interleave so drift in the engine (caches, warm-up) hits both alike;
+        # the first round warms up and is dropped.
+        for i in range(args.repeats + 1):
+            t0 = time.perf_counter()
+            asyncio.run(direct_once())
+            d = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            response = client.post("/v1/chat/completions", json=body)
+            v = time.perf_counter() - t0
+            assert response.status_code == 200, response.text
+            if i:
+                direct.append(d)
+                via_ingress.append(v)
+            progress(f"overhead {size:>6,} tokens ({pool.name}): run {i}/{args.repeats} "
+                     f"direct {d * 1000:.0f} ms, ingress {v * 1000:.0f} ms")
+        results["overhead_vs_direct"].append({
+            "prompt_tokens": len(ids),
+            "pool": pool.name,
+            "direct_ms_median": statistics.median(direct) * 1000,
+            "ingress_ms_median": statistics.median(via_ingress) * 1000,
+            "overhead_ms_median": (statistics.median(via_ingress) - statistics.median(direct)) * 1000,
+        })
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    progress(f"wrote {out}")
+    print(json.dumps(results, indent=2))
+    serve.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

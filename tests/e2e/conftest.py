@@ -1,0 +1,66 @@
+"""One real cluster per test session: Ray, Serve, vLLM CPU engines, the ingress.
+
+Every e2e test shares it; starting it takes about a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from cluster.config import ClusterConfig, load_config, profile_path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class RunningCluster:
+    base_url: str
+    config: ClusterConfig
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/v1"
+
+    def pools_of(self, model: str) -> list[str]:
+        return [p.name for p in self.config.pools_of(model)]
+
+
+@pytest.fixture(scope="session")
+def cluster(demo_models) -> RunningCluster:
+    import ray
+    from ray import serve
+
+    from cluster.cli import start_cluster
+
+    port = _free_port()
+    overrides = [f"ingress.port={port}", "ingress.host=127.0.0.1"]
+    profile = str(profile_path("cpu-demo"))
+    config = load_config(profile, overrides)
+    start_cluster(config, profile, overrides, address=None)
+    running = RunningCluster(base_url=f"http://127.0.0.1:{port}", config=config)
+    # serve.run returns once every deployment is healthy; the proxy answers now.
+    assert httpx.get(f"{running.base_url}/healthz", timeout=30).status_code == 200
+    yield running
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def http(cluster) -> httpx.Client:
+    with httpx.Client(base_url=cluster.base_url, timeout=300) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def openai_client(cluster):
+    import openai
+
+    return openai.OpenAI(base_url=cluster.api_url, api_key="unused", timeout=300, max_retries=0)
