@@ -50,6 +50,11 @@ def _server_timing(header: str) -> dict[str, float]:
     return out
 
 
+def _median(values) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
 def text_of_tokens(tokenizer, n_tokens: int) -> str:
     """Local prose of about n_tokens (the repo's own sources, repeated)."""
     corpus = "\n".join(p.read_text() for p in sorted((REPO / "cluster").glob("*.py")))
@@ -115,8 +120,8 @@ def main() -> int:
             "body_bytes": len(payload),
             "status": rows[0]["status"],
             "client_ms_median": statistics.median(r["client_s"] for r in rows) * 1000,
-            "tokenize_ms_median": statistics.median(r["tokenize_ms"] for r in rows),
-            "route_ms_median": statistics.median(r["route_ms"] for r in rows),
+            "tokenize_ms_median": _median(r["tokenize_ms"] for r in rows),
+            "route_ms_median": _median(r["route_ms"] for r in rows),
         })
 
     # 2. Ingress vs the pool deployment directly.

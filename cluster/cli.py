@@ -72,8 +72,21 @@ def ray_logical_cpus(cluster: ClusterConfig) -> int | None:
     return max(bundles + cluster.ingress.replicas + 4, os.cpu_count() or 1)
 
 
-def start_cluster(cluster: ClusterConfig, profile: str, overrides: list[str], address: str | None):
-    """Start (or join) Ray and deploy the app; returns when it is healthy."""
+DEFAULT_METRICS_PORT = 8080
+
+
+def start_cluster(
+    cluster: ClusterConfig,
+    profile: str,
+    overrides: list[str],
+    address: str | None,
+    metrics_port: int = DEFAULT_METRICS_PORT,
+):
+    """Start (or join) Ray and deploy the app; returns when it is healthy.
+
+    A local Ray exports every metric (ray_serve_*, ray_vllm_*, ray_longctx_*)
+    in Prometheus format on 127.0.0.1:metrics_port/metrics.
+    """
     import ray
     from ray import serve
 
@@ -82,7 +95,11 @@ def start_cluster(cluster: ClusterConfig, profile: str, overrides: list[str], ad
     if address:
         ray.init(address=address)
     else:
-        ray.init(num_cpus=ray_logical_cpus(cluster), include_dashboard=False)
+        ray.init(
+            num_cpus=ray_logical_cpus(cluster),
+            include_dashboard=False,
+            _metrics_export_port=metrics_port,
+        )
     serve.start(http_options={"host": cluster.ingress.host, "port": cluster.ingress.port})
     serve.run(
         build_app({"profile": profile, "overrides": overrides}),
@@ -94,14 +111,15 @@ def start_cluster(cluster: ClusterConfig, profile: str, overrides: list[str], ad
 def cmd_run(args) -> int:
     cluster = _load(args.profile, args.set)
     print(pool_table(cluster), flush=True)
-    start_cluster(cluster, str(profile_path(args.profile)), args.set, args.address)
+    start_cluster(cluster, str(profile_path(args.profile)), args.set, args.address, args.metrics_port)
     url = f"http://{cluster.ingress.host}:{cluster.ingress.port}"
     model = next(iter(cluster.models))
     print(
         f"\nServing on {url}\n\n"
         f"  curl {url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
         f"    -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}], \"max_tokens\": 16}}'\n\n"
-        f"  curl {url}/v1/pools\n\nCtrl-C stops the cluster.",
+        f"  curl {url}/v1/pools\n\n"
+        f"Prometheus metrics: http://127.0.0.1:{args.metrics_port}/metrics\nCtrl-C stops the cluster.",
         flush=True,
     )
     stop = threading.Event()
@@ -137,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "run":
             p.add_argument("--address", default=None,
                            help="join an existing Ray cluster (e.g. 'auto') instead of starting one")
+            p.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
+                           help="Ray's Prometheus export port when starting a local Ray")
         p.set_defaults(func=func)
 
     from cluster.planner import add_plan_parser

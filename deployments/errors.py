@@ -89,12 +89,15 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    # request.state.error_code lets the metrics middleware name the reason.
     @app.exception_handler(APIError)
-    async def _api_error(_: Request, exc: APIError):
+    async def _api_error(request: Request, exc: APIError):
+        request.state.error_code = exc.code
         return exc.response()
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError):
+    async def _validation(request: Request, exc: RequestValidationError):
+        request.state.error_code = "invalid_request"
         message, param = _describe_validation(exc)
         # A body that is not JSON at all is a 400; a JSON body of the wrong
         # shape is a 422, as FastAPI reports it.

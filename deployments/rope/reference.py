@@ -120,34 +120,24 @@ class ReferenceModel:
         }
 
     # -- forward -------------------------------------------------------------
-    @torch.inference_mode()
-    def prompt_logprobs(
-        self,
-        token_ids: list[int],
-        *,
-        rope_base: float | None = None,
-        ntk_seq_len: int | None = None,
-    ) -> torch.Tensor:
-        """log p(token_i | tokens_<i) for i = 1..n-1, as a float64 tensor.
+    def _base(self, n: int, rope_base: float | None, ntk_seq_len: int | None) -> float:
+        if rope_base is not None:
+            return rope_base
+        return self.rope.base_for(ntk_seq_len if ntk_seq_len is not None else n)
 
-        ``rope_base`` forces a base; ``ntk_seq_len`` computes the model's
-        base for that length instead of the prompt's own (a pool's band
-        maximum, or a deliberately wrong length).
-        """
-        n = len(token_ids)
-        if rope_base is None:
-            rope_base = self.rope.base_for(ntk_seq_len if ntk_seq_len is not None else n)
-        ids = torch.tensor(token_ids, dtype=torch.long)
+    def _hidden(self, ids: torch.Tensor, base: float) -> torch.Tensor:
+        """Final-norm hidden states for every position."""
+        n = ids.shape[0]
         embed = "model.tok_embeddings.weight" if self.kind == "internlm2" else "model.embed_tokens.weight"
         h = F.embedding(ids, self._w(embed))
-        cos, sin = self._cos_sin(n, rope_base)
+        cos, sin = self._cos_sin(n, base)
         cos, sin = cos[:, None, :], sin[:, None, :]
+        group = self.n_heads // self.n_kv
         for layer in range(self.n_layers):
             names = self._names(layer)
             x = self._rms(h, self._w(names["attn_norm"]))
             q, k, v = self._qkv(layer, x)
             q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
-            group = self.n_heads // self.n_kv
             # 4-D inputs with expanded KV heads take PyTorch's CPU flash
             # kernel; 3-D or enable_gqa fall back to the O(n^2)-memory path.
             attn = F.scaled_dot_product_attention(
@@ -160,8 +150,31 @@ class ReferenceModel:
             x = self._rms(h, self._w(names["ffn_norm"]))
             gate = F.silu(x @ self._w(names["gate"]).T)
             h = h + (gate * (x @ self._w(names["up"]).T)) @ self._w(names["down"]).T
-        h = self._rms(h, self._w("model.norm.weight"))
-        head = self._w("output.weight" if self.kind == "internlm2" else "lm_head.weight")
+        return self._rms(h, self._w("model.norm.weight"))
+
+    def _head(self) -> torch.Tensor:
+        return self._w("output.weight" if self.kind == "internlm2" else "lm_head.weight")
+
+    @torch.inference_mode()
+    def logprobs(
+        self,
+        token_ids: list[int],
+        *,
+        rope_base: float | None = None,
+        ntk_seq_len: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prompt logprobs, next-token distribution), both float64.
+
+        The first is log p(token_i | tokens_<i) for i = 1..n-1; the second the
+        full log-distribution after the last token. ``rope_base`` forces a
+        base; ``ntk_seq_len`` computes the model's base for that length
+        instead of the prompt's own (a pool's band maximum, or a deliberately
+        wrong length).
+        """
+        n = len(token_ids)
+        ids = torch.tensor(token_ids, dtype=torch.long)
+        h = self._hidden(ids, self._base(n, rope_base, ntk_seq_len))
+        head = self._head()
         targets = ids[1:]
         out = torch.empty(n - 1, dtype=torch.float64)
         # Chunked so a 12k-token prompt never materialises all logits at once.
@@ -169,4 +182,9 @@ class ReferenceModel:
             stop = min(start + 2048, n - 1)
             logp = torch.log_softmax((h[start:stop] @ head.T).double(), dim=-1)
             out[start:stop] = logp.gather(-1, targets[start:stop, None])[:, 0]
-        return out
+        last = torch.log_softmax((h[-1] @ head.T).double(), dim=-1)
+        return out, last
+
+    def prompt_logprobs(self, token_ids: list[int], **kwargs) -> torch.Tensor:
+        """log p(token_i | tokens_<i) for i = 1..n-1 (see ``logprobs``)."""
+        return self.logprobs(token_ids, **kwargs)[0]

@@ -24,6 +24,7 @@ def _free_port() -> int:
 class RunningCluster:
     base_url: str
     config: ClusterConfig
+    metrics_url: str
 
     @property
     def api_url(self) -> str:
@@ -44,8 +45,13 @@ def cluster(demo_models) -> RunningCluster:
     overrides = [f"ingress.port={port}", "ingress.host=127.0.0.1"]
     profile = str(profile_path("cpu-demo"))
     config = load_config(profile, overrides)
-    start_cluster(config, profile, overrides, address=None)
-    running = RunningCluster(base_url=f"http://127.0.0.1:{port}", config=config)
+    metrics_port = _free_port()
+    start_cluster(config, profile, overrides, address=None, metrics_port=metrics_port)
+    running = RunningCluster(
+        base_url=f"http://127.0.0.1:{port}",
+        config=config,
+        metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+    )
     # serve.run returns once every deployment is healthy; the proxy answers now.
     assert httpx.get(f"{running.base_url}/healthz", timeout=30).status_code == 200
     yield running

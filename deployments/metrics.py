@@ -1,0 +1,94 @@
+"""Router metrics: one object, created per ingress replica and passed in.
+
+Built on ``ray.serve.metrics`` so each series carries Serve's deployment,
+replica and application tags and is exported on Ray's metrics endpoint next
+to ``ray_serve_*`` and vLLM's ``ray_vllm_*`` (Ray prefixes every name with
+``ray_``). Names and labels are the contract of monitoring/ (dashboards,
+alert rules); change them together.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Sequence
+
+# Powers of two from 16 to 2^20 (1,048,576): one bucket per doubling of
+# context, so every band boundary of every profile lands near a bucket edge.
+TOKEN_BUCKETS = [float(2**k) for k in range(4, 21)]
+SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+
+REJECTION_REASONS = ("over_length", "overload", "unknown_model", "bad_request", "unavailable")
+STAGES = ("tokenize", "route")
+
+
+class RouterMetrics:
+    """Counters, histograms and gauges of the request path."""
+
+    def __init__(self, pools_by_model: Mapping[str, Sequence[str]]):
+        from ray.serve.metrics import Counter, Gauge, Histogram
+
+        self._requests = Counter(
+            "longctx_requests", "Requests answered by the ingress, by model, pool and HTTP status.",
+            tag_keys=("model", "pool", "status"),
+        )
+        self._routed = Counter(
+            "longctx_routed_requests", "Routing decisions: requests sent to each pool (band).",
+            tag_keys=("model", "pool"),
+        )
+        self._rejections = Counter(
+            "longctx_rejections", "Requests refused by the ingress, by reason.",
+            tag_keys=("model", "reason"),
+        )
+        self._prompt_tokens = Histogram(
+            "longctx_prompt_tokens", "Prompt tokens per routed request.",
+            boundaries=TOKEN_BUCKETS, tag_keys=("model", "pool"),
+        )
+        self._completion_tokens = Histogram(
+            "longctx_completion_tokens", "Completion tokens per finished non-streaming request.",
+            boundaries=TOKEN_BUCKETS, tag_keys=("model", "pool"),
+        )
+        self._stage_seconds = Histogram(
+            "longctx_ingress_stage_seconds", "Ingress time per stage (tokenize, route).",
+            boundaries=SECONDS_BUCKETS, tag_keys=("model", "stage"),
+        )
+        self._in_flight = Gauge(
+            "longctx_in_flight_requests", "Requests in flight per pool.", tag_keys=("pool",),
+        )
+        self._in_flight_counts = {pool: 0 for pools in pools_by_model.values() for pool in pools}
+        self._initialise(pools_by_model)
+
+    def _initialise(self, pools_by_model: Mapping[str, Sequence[str]]) -> None:
+        """Emit zeros for every known label set: 'none yet' is a series, not an absence."""
+        for model, pools in pools_by_model.items():
+            for pool in pools:
+                self._routed.inc(0, tags={"model": model, "pool": pool})
+                self._requests.inc(0, tags={"model": model, "pool": pool, "status": "200"})
+                self._in_flight.set(0, tags={"pool": pool})
+            for reason in REJECTION_REASONS:
+                self._rejections.inc(0, tags={"model": model, "reason": reason})
+
+    def stage(self, model: str, stage: str, seconds: float) -> None:
+        self._stage_seconds.observe(seconds, tags={"model": model, "stage": stage})
+
+    def routed(self, model: str, pool: str, prompt_tokens: int) -> None:
+        self._routed.inc(tags={"model": model, "pool": pool})
+        self._prompt_tokens.observe(prompt_tokens, tags={"model": model, "pool": pool})
+
+    def completed(self, model: str, pool: str, completion_tokens: int) -> None:
+        self._completion_tokens.observe(completion_tokens, tags={"model": model, "pool": pool})
+
+    def rejected(self, model: str, reason: str) -> None:
+        self._rejections.inc(tags={"model": model, "reason": reason})
+
+    def answered(self, model: str, pool: str, status: int) -> None:
+        self._requests.inc(tags={"model": model, "pool": pool or "none", "status": str(status)})
+
+    @contextmanager
+    def in_flight(self, pool: str) -> Iterator[None]:
+        self._in_flight_counts[pool] = self._in_flight_counts.get(pool, 0) + 1
+        self._in_flight.set(self._in_flight_counts[pool], tags={"pool": pool})
+        try:
+            yield
+        finally:
+            self._in_flight_counts[pool] -= 1
+            self._in_flight.set(self._in_flight_counts[pool], tags={"pool": pool})
