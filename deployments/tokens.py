@@ -27,6 +27,9 @@ class PromptTokenizer:
         self._tokenizer = AutoTokenizer.from_pretrained(
             model.tokenizer_path, trust_remote_code=model.trust_remote_code
         )
+        # Counting a prompt longer than the tokenizer's nominal limit is the
+        # point of the ingress (it then answers 413); silence its warning.
+        self._tokenizer.model_max_length = max(model.max_context, 1 << 30)
         self._chat_template = model.chat_template
         self.vocab_size = len(self._tokenizer)
 

@@ -1,0 +1,37 @@
+"""Pool -> Ray Serve LLM config: placement bundles, engine args, autoscaling."""
+
+from cluster.config import load_config, profile_path
+from deployments.engines import llm_config_for_pool, placement_bundles, pool_deployment_name
+
+
+def test_gpu_long_pool_gets_one_gpu_bundle_per_tp_worker():
+    cluster = load_config(profile_path("a100-80g"), env={})
+    pool = cluster.pool("il25-long")
+    config = llm_config_for_pool(cluster, pool)
+    assert config.placement_group_config["bundles"] == [{"GPU": 1.0}] * 4
+    assert config.placement_group_config["strategy"] == "STRICT_PACK"
+    assert config.accelerator_type == "A100-80G"
+    assert config.engine_kwargs["tensor_parallel_size"] == 4
+    assert config.engine_kwargs["max_model_len"] == 1_048_576
+    assert config.engine_kwargs["max_num_seqs"] == 1
+    assert config.engine_kwargs["gpu_memory_utilization"] == 0.9
+    autoscaling = config.deployment_config["autoscaling_config"]
+    assert (autoscaling["min_replicas"], autoscaling["max_replicas"]) == (1, 2)
+    assert config.model_id == "internlm2_5-7b-chat-1m"
+
+
+def test_cpu_demo_tp2_pool_uses_cpu_bundles_and_pool_env(demo_models):
+    cluster = load_config(profile_path("cpu-demo"), env={})
+    pool = cluster.pool("il25-long")
+    assert placement_bundles(pool, "cpu") == [{"CPU": 1.0}, {"CPU": 1.0}]
+    config = llm_config_for_pool(cluster, pool)
+    env = config.runtime_env["env_vars"]
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "0|1"
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    # The GPU memory knob means nothing to the CPU backend.
+    assert "gpu_memory_utilization" not in config.engine_kwargs
+    assert config.engine_kwargs["trust_remote_code"] is True
+
+
+def test_deployment_names_are_per_pool():
+    assert pool_deployment_name("il25-short") == "pool-il25-short"
