@@ -167,6 +167,19 @@ class ReplicaConfig(StrictModel):
         return self
 
 
+class AdmissionConfig(StrictModel):
+    """Bounded queue of one pool, enforced by each ingress replica."""
+
+    max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests of this pool one ingress replica lets through at once (running "
+        "plus queued at the engines). Past it: 429 with Retry-After. Default: 2 x "
+        "replicas.max x engine.max_num_seqs.",
+    )
+    retry_after_s: int = Field(default=2, ge=1, description="Retry-After of a 429, in seconds.")
+
+
 class PoolConfig(StrictModel):
     """A group of identical engine replicas serving one band of context lengths."""
 
@@ -193,6 +206,19 @@ class PoolConfig(StrictModel):
         default_factory=dict,
         description="Environment of this pool's engine processes, over the cluster's engine_env.",
     )
+    admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    request_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Longest wait for this pool's first token (and between streamed chunks); "
+        "long bands need long prefills. Default: ingress.request_timeout_s.",
+    )
+
+    @property
+    def max_in_flight(self) -> int:
+        if self.admission.max_in_flight is not None:
+            return self.admission.max_in_flight
+        return 2 * self.replicas.max * self.engine.max_num_seqs
 
     @property
     def min_tokens(self) -> int:
@@ -220,6 +246,20 @@ class PoolConfig(StrictModel):
         return self
 
 
+class AuthConfig(StrictModel):
+    """Bearer-token API keys."""
+
+    enabled: bool = Field(default=False, description="Require `Authorization: Bearer <key>`.")
+    keys_env: str = Field(
+        default="LONGCTX_API_KEYS",
+        description="Environment variable holding keys, comma or newline separated.",
+    )
+    keys_file: str | None = Field(
+        default=None,
+        description="File holding keys, one per line (e.g. a mounted Kubernetes Secret).",
+    )
+
+
 class IngressConfig(StrictModel):
     """The HTTP front door."""
 
@@ -232,6 +272,7 @@ class IngressConfig(StrictModel):
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024, gt=0, description="Largest request body accepted."
     )
+    auth: AuthConfig = Field(default_factory=AuthConfig)
 
 
 class ClusterConfig(StrictModel):

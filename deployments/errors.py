@@ -106,6 +106,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
+        # FastAPI wraps any failure while reading the body in a bare 400;
+        # the cause says what the client actually did wrong.
+        cause = exc.__cause__
+        if isinstance(cause, APIError):
+            return await _api_error(request, cause)
+        if isinstance(cause, UnicodeDecodeError):
+            request.state.error_code = "invalid_encoding"
+            return APIError(415, "request body is not valid UTF-8; JSON bodies must be UTF-8 encoded",
+                            code="invalid_encoding").response()
         if exc.status_code == 404:
             message = f"no route {request.method} {request.url.path}"
         elif exc.status_code == 405:

@@ -13,19 +13,29 @@ import json
 import time
 from typing import Any, AsyncIterator
 
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from ray import serve
+from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from cluster.config import ClusterConfig
 from deployments.chat_format import ChatStreamRewriter, chat_response, sse_texts
+from deployments.auth import KeyRing
+from deployments.engines import pool_deployment_name
 from deployments.errors import APIError, install_error_handlers, sse_error_event
+from deployments.http_limits import BodyLimitMiddleware
 from deployments.metrics import RouterMetrics
+from deployments.routing.admission import AdmissionController, PoolFull, PoolUnavailable, Ticket
 from deployments.routing.bands import BandPolicy, NoPoolFits, RouteDecision, UnknownModel
 from deployments.schemas import ChatCompletionBody, CompletionBody
 from deployments.tokens import PromptTokenizer, ThinkingUnsupported
 
 POOL_HEADER = "x-pool"
+# Paths a load balancer or kubelet probes without a key.
+UNAUTHENTICATED_PATHS = frozenset({"/healthz"})
+HEALTH_POLL_S = 2.0
 
 
 class _Timings:
@@ -70,18 +80,30 @@ def _pool_view(cluster: ClusterConfig) -> list[dict[str, Any]]:
 
 def create_app(ingress: "Ingress") -> FastAPI:
     """FastAPI routes; each delegates to the Ingress instance."""
-    app = FastAPI(title="longctx cluster", version="0.1.0")
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        poller = asyncio.create_task(ingress.poll_pool_health())
+        yield
+        poller.cancel()
+
+    app = FastAPI(title="longctx cluster", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit=ingress.cluster.ingress.max_body_bytes)
 
     @app.middleware("http")
-    async def _body_limit(request: Request, call_next):
-        declared = request.headers.get("content-length")
-        limit = ingress.cluster.ingress.max_body_bytes
-        if declared and declared.isdigit() and int(declared) > limit:
+    async def _authenticate(request: Request, call_next):
+        if ingress.keys is None or request.url.path in UNAUTHENTICATED_PATHS:
+            request.state.principal = None
+            return await call_next(request)
+        principal = ingress.keys.principal(request.headers.get("authorization"))
+        if principal is None:
+            request.state.error_code = "invalid_api_key"
             return APIError(
-                413, f"request body of {declared} bytes exceeds the limit of {limit} bytes",
-                code="body_too_large",
+                401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                code="invalid_api_key", headers={"www-authenticate": "Bearer"},
             ).response()
+        request.state.principal = principal
         return await call_next(request)
 
     @app.middleware("http")
@@ -135,6 +157,34 @@ class Ingress:
         self.metrics = RouterMetrics(
             {model: [p.name for p in self.cluster.pools_of(model)] for model in self.cluster.models}
         )
+        self.admission = AdmissionController(
+            limits={p.name: p.max_in_flight for p in self.cluster.pools},
+            retry_after_s={p.name: p.admission.retry_after_s for p in self.cluster.pools},
+            on_depth=self.metrics.set_in_flight,
+        )
+        self.keys = KeyRing.from_config(self.cluster.ingress.auth)
+
+    async def poll_pool_health(self) -> None:
+        """Keep the admission controller's view of healthy replicas current.
+
+        Serve's handle would park a request for a pool with no running replica
+        until one comes back; knowing it lets the ingress answer 503 at once.
+        """
+        try:
+            app_name = serve.get_replica_context().app_name
+        except Exception:  # not inside a Serve replica (in-process tests): nothing to poll
+            return
+        while True:
+            try:
+                status = await asyncio.to_thread(serve.status)
+                deployments = status.applications[app_name].deployments
+                for pool in self.cluster.pools:
+                    deployment = deployments.get(pool_deployment_name(pool.name))
+                    running = deployment.replica_states.get("RUNNING", 0) if deployment else None
+                    self.admission.set_healthy_replicas(pool.name, running)
+            except Exception:  # the controller may be restarting: keep the last view
+                pass
+            await asyncio.sleep(HEALTH_POLL_S)
 
     def observe(self, model: str, pool: str, status: int, error_code: str | None) -> None:
         """Account one answered request (called by the HTTP middleware)."""
@@ -264,29 +314,46 @@ class Ingress:
             request.echo = True
         return await self._dispatch(decision, request, timings, chat=False)
 
-    async def _dispatch(self, decision: RouteDecision, request, timings: _Timings, *, chat: bool) -> Response:
-        from ray.llm._internal.serve.core.configs.openai_api_models import ErrorResponse
+    def _admit(self, pool: str) -> Ticket:
+        try:
+            return self.admission.acquire(pool)
+        except PoolFull as exc:
+            raise APIError(429, str(exc), code="pool_overloaded",
+                           headers={"retry-after": str(exc.retry_after_s)}) from None
+        except PoolUnavailable as exc:
+            raise APIError(503, str(exc), code="pool_unavailable",
+                           headers={"retry-after": str(HEALTH_POLL_S * 5)}) from None
 
+    def _timeout(self, pool: str) -> float:
+        return self.cluster.pool(pool).request_timeout_s or self.cluster.ingress.request_timeout_s
+
+    async def _dispatch(self, decision: RouteDecision, request, timings: _Timings, *, chat: bool) -> Response:
         model, pool = request.model, decision.pool.name
         for stage, seconds in timings.marks:
             self.metrics.stage(model, stage, seconds)
+        ticket = self._admit(pool)
         self.metrics.routed(model, pool, decision.prompt_tokens)
         headers = {
             POOL_HEADER: pool,
             "x-prompt-tokens": str(decision.prompt_tokens),
             "server-timing": timings.header(),
         }
+        try:
+            first, stream = await self._first_item(pool, request)
+        except BaseException:
+            ticket.release()
+            raise
         if not request.stream:
-            with self.metrics.in_flight(pool):
-                first, stream = await self._first_item(pool, request)
+            ticket.release()
             payload = first.model_dump(mode="json")
             self.metrics.completed(model, pool, (payload.get("usage") or {}).get("completion_tokens", 0))
             return JSONResponse(chat_response(payload) if chat else payload, headers=headers)
-        first, stream = await self._first_item(pool, request)
         return StreamingResponse(
-            self._relay(pool, first, stream, chat=chat),
+            self._relay(ticket, pool, first, stream, chat=chat),
             media_type="text/event-stream",
             headers=headers,
+            # Also released here in case the stream is never iterated.
+            background=BackgroundTask(ticket.release),
         )
 
     async def _first_item(self, pool: str, request):
@@ -294,13 +361,18 @@ class Ingress:
         from ray.llm._internal.serve.core.configs.openai_api_models import ErrorResponse
 
         stream = self._pools[pool].completions.remote(request, None)
-        timeout = self.cluster.ingress.request_timeout_s
+        timeout = self._timeout(pool)
         try:
             async with asyncio.timeout(timeout):
                 first = await stream.__anext__()
         except TimeoutError:
             stream.cancel()
-            raise APIError(504, f"no answer from pool {pool} within {timeout:.0f} s", code="timeout") from None
+            raise APIError(504, f"no answer from pool {pool} within its timeout of {timeout:.0f} s",
+                           code="timeout") from None
+        except asyncio.CancelledError:
+            # The client went away while the engine was prefilling: stop it.
+            stream.cancel()
+            raise
         first_item = first[0] if isinstance(first, list) and first else first
         if isinstance(first_item, ErrorResponse):
             stream.cancel()
@@ -309,20 +381,28 @@ class Ingress:
             raise APIError(status, error.message, code=str(error.type))
         return (first_item if not request.stream else first), stream
 
-    async def _relay(self, pool: str, first, stream, *, chat: bool) -> AsyncIterator[str]:
-        with self.metrics.in_flight(pool):
-            async for text in self._sse(first, stream, chat=chat):
+    async def _relay(self, ticket: Ticket, pool: str, first, stream, *, chat: bool) -> AsyncIterator[str]:
+        try:
+            async for text in self._sse(first, stream, timeout=self._timeout(pool), chat=chat):
                 yield text
+        finally:
+            ticket.release()
 
-    async def _sse(self, first, stream, *, chat: bool) -> AsyncIterator[str]:
+    async def _sse(self, first, stream, *, timeout: float, chat: bool) -> AsyncIterator[str]:
         rewriter = ChatStreamRewriter() if chat else None
         done = False
 
         async def items():
             yield first
-            async for item in stream:
+            while True:
+                try:
+                    async with asyncio.timeout(timeout):
+                        item = await stream.__anext__()
+                except StopAsyncIteration:
+                    return
                 yield item
 
+        finished = False
         try:
             async for item in items():
                 for text in sse_texts(item):
@@ -331,12 +411,18 @@ class Ingress:
                     done = done or "data: [DONE]" in text
                     if text:
                         yield text
-        except asyncio.CancelledError:
+            finished = True
+        except TimeoutError:
             stream.cancel()
-            raise
+            yield sse_error_event(504, f"the engine sent nothing for {timeout:.0f} s", code="timeout")
         except Exception as exc:  # the engine died mid-stream: tell the client, don't hang
             yield sse_error_event(503, f"the engine failed while streaming: {type(exc).__name__}",
                                   code="engine_failure")
+        finally:
+            if not finished:
+                # Client gone (cancelled or closed) or engine failed: make sure
+                # the engine stops working on an answer nobody will read.
+                stream.cancel()
         if not done:
             yield "data: [DONE]\n\n"
 

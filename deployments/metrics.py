@@ -9,8 +9,7 @@ alert rules); change them together.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 # Powers of two from 16 to 2^20 (1,048,576): one bucket per doubling of
 # context, so every band boundary of every profile lands near a bucket edge.
@@ -52,20 +51,19 @@ class RouterMetrics:
             boundaries=SECONDS_BUCKETS, tag_keys=("model", "stage"),
         )
         self._in_flight = Gauge(
-            "longctx_in_flight_requests", "Requests in flight per pool.", tag_keys=("pool",),
+            "longctx_in_flight_requests", "Requests in flight per pool at this ingress replica: the admission queue depth.", tag_keys=("pool",),
         )
-        self._in_flight_counts = {pool: 0 for pools in pools_by_model.values() for pool in pools}
         self._initialise(pools_by_model)
 
     def _initialise(self, pools_by_model: Mapping[str, Sequence[str]]) -> None:
         """Emit zeros for every known label set: 'none yet' is a series, not an absence."""
         for model, pools in pools_by_model.items():
             for pool in pools:
-                self._routed.inc(0, tags={"model": model, "pool": pool})
-                self._requests.inc(0, tags={"model": model, "pool": pool, "status": "200"})
+                _zero(self._routed, {"model": model, "pool": pool})
+                _zero(self._requests, {"model": model, "pool": pool, "status": "200"})
                 self._in_flight.set(0, tags={"pool": pool})
             for reason in REJECTION_REASONS:
-                self._rejections.inc(0, tags={"model": model, "reason": reason})
+                _zero(self._rejections, {"model": model, "reason": reason})
 
     def stage(self, model: str, stage: str, seconds: float) -> None:
         self._stage_seconds.observe(seconds, tags={"model": model, "stage": stage})
@@ -83,12 +81,15 @@ class RouterMetrics:
     def answered(self, model: str, pool: str, status: int) -> None:
         self._requests.inc(tags={"model": model, "pool": pool or "none", "status": str(status)})
 
-    @contextmanager
-    def in_flight(self, pool: str) -> Iterator[None]:
-        self._in_flight_counts[pool] = self._in_flight_counts.get(pool, 0) + 1
-        self._in_flight.set(self._in_flight_counts[pool], tags={"pool": pool})
-        try:
-            yield
-        finally:
-            self._in_flight_counts[pool] -= 1
-            self._in_flight.set(self._in_flight_counts[pool], tags={"pool": pool})
+    def set_in_flight(self, pool: str, depth: int) -> None:
+        self._in_flight.set(depth, tags={"pool": pool})
+
+
+def _zero(counter, tags: dict[str, str]) -> None:
+    """Create a counter's series at 0.
+
+    Ray's Counter.inc refuses 0 (value must be > 0), so inc(0) would crash the
+    ingress at start; recording 0 below that check adds nothing to the sum but
+    makes the exporter emit the label set.
+    """
+    counter._record(0, tags=tags)
