@@ -1,0 +1,198 @@
+{{/* Names and labels ------------------------------------------------------ */}}
+
+{{- define "longctx.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "longctx.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- /* 40, not 63: KubeRay appends a cluster suffix and group names to pod names. */ -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "longctx.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "longctx.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "longctx.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "longctx.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "longctx.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "longctx.apiServiceName" -}}
+{{- printf "%s-api" (include "longctx.fullname" .) -}}
+{{- end -}}
+
+{{- define "longctx.apiKeySecretName" -}}
+{{- default (printf "%s-api-keys" (include "longctx.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{/* The profile ------------------------------------------------------------
+The one source of truth: `clusterYaml` (a whole profile file) or `cluster`.
+Everything else reads it through this helper, parsed with fromYaml. */}}
+
+{{- define "longctx.cluster" -}}
+{{- if .Values.clusterYaml -}}
+{{- $parsed := fromYaml .Values.clusterYaml -}}
+{{- if hasKey $parsed "Error" -}}
+{{- fail (printf "clusterYaml is not valid YAML: %s" $parsed.Error) -}}
+{{- end -}}
+{{- toYaml $parsed -}}
+{{- else -}}
+{{- if not .Values.cluster -}}
+{{- fail "set `cluster` (a profile, as in deployments/*.yaml) or `clusterYaml`" -}}
+{{- end -}}
+{{- toYaml .Values.cluster -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A model path as the app will see it: ${VAR:-default} -> default, ${VAR} -> ""
+(the pods set none of the profile's variables), like cluster.config._expand_env. */}}
+{{- define "longctx.expandPath" -}}
+{{- regexReplaceAll "\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-([^}]*))?\\}" . "${2}" -}}
+{{- end -}}
+
+{{/* Worker groups --------------------------------------------------------------
+One group per distinct (accelerator_type, tensor_parallel_size): a pod hosts
+one replica (Ray's STRICT_PACK keeps a TP group on one node). Replica bounds
+are sums over the group's pools. This is the only place the chart looks at
+pools, and cluster.planner.worker_shapes computes the same (tests compare). */}}
+
+{{- define "longctx.workerGroups" -}}
+{{- $cluster := include "longctx.cluster" . | fromYaml -}}
+{{- $device := $cluster.device | default "gpu" -}}
+{{- $groups := dict -}}
+{{- $order := list -}}
+{{- range $pool := $cluster.pools -}}
+{{- $engine := $pool.engine | default dict -}}
+{{- $tp := int ($engine.tensor_parallel_size | default 1) -}}
+{{- $acc := $pool.accelerator_type | default "" -}}
+{{- $kind := $device -}}
+{{- if $acc -}}{{- $kind = regexReplaceAll "[^a-z0-9]+" (lower $acc) "-" -}}{{- end -}}
+{{- $name := printf "%s-x%d" $kind $tp -}}
+{{- $r := $pool.replicas | default dict -}}
+{{- $min := 1 -}}{{- if hasKey $r "min" -}}{{- $min = int $r.min -}}{{- end -}}
+{{- $max := 1 -}}{{- if hasKey $r "max" -}}{{- $max = int $r.max -}}{{- end -}}
+{{- $initial := $min -}}
+{{- if and (hasKey $r "initial") (not (kindIs "invalid" $r.initial)) -}}{{- $initial = int $r.initial -}}{{- end -}}
+{{- if not (hasKey $groups $name) -}}
+{{- $_ := set $groups $name (dict "name" $name "accelerator" $acc "devices" $tp "device" $device "minReplicas" 0 "maxReplicas" 0 "replicas" 0 "pools" list "models" list) -}}
+{{- $order = append $order $name -}}
+{{- end -}}
+{{- $g := get $groups $name -}}
+{{- $_ := set $g "minReplicas" (add $g.minReplicas $min) -}}
+{{- $_ := set $g "maxReplicas" (add $g.maxReplicas $max) -}}
+{{- $_ := set $g "replicas" (add $g.replicas $initial) -}}
+{{- $_ := set $g "pools" (append $g.pools $pool.name) -}}
+{{- if not (has $pool.model $g.models) -}}{{- $_ := set $g "models" (append $g.models $pool.model) -}}{{- end -}}
+{{- end -}}
+{{- $list := list -}}
+{{- range $order -}}{{- $list = append $list (get $groups .) -}}{{- end -}}
+{{- toYaml (dict "groups" $list) -}}
+{{- end -}}
+
+{{/* Pod pieces shared by head and workers ------------------------------------ */}}
+
+{{- define "longctx.monitoringEnabled" -}}
+{{- $flag := toString .flag -}}
+{{- if or (eq $flag "true") (and (eq $flag "auto") (.ctx.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" .kind))) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "longctx.env" -}}
+{{- if .Values.auth.enabled }}
+- name: LONGCTX_API_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "longctx.apiKeySecretName" . }}
+      key: {{ .Values.auth.secretKey }}
+{{- end }}
+{{- end -}}
+
+{{/* The download init container. Args: ctx, models (served names), patterns. */}}
+{{- define "longctx.downloadInit" -}}
+{{- $ctx := .ctx -}}
+{{- $cluster := include "longctx.cluster" $ctx | fromYaml -}}
+{{- $dl := $ctx.Values.weights.download -}}
+{{- $jobs := list -}}
+{{- range $model := .models -}}
+{{- $src := get $dl.models $model -}}
+{{- if not $src -}}
+{{- fail (printf "weights.source is download but weights.download.models has no entry for model %s" $model) -}}
+{{- end -}}
+{{- $m := get $cluster.models $model -}}
+{{- $jobs = append $jobs (dict "repo" $src.repo "revision" ($src.revision | default "main") "dir" (include "longctx.expandPath" $m.path) "patterns" $.patterns) -}}
+{{- end }}
+- name: fetch-weights
+  image: {{ default (include "longctx.image" $ctx) $dl.image }}
+  imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
+  command: ["python", "-c"]
+  args:
+    - |
+      import json, os
+      from huggingface_hub import snapshot_download
+      # Files already present are skipped, so a restarted pod resumes.
+      for job in json.loads(os.environ["LONGCTX_DOWNLOADS"]):
+          snapshot_download(job["repo"], revision=job["revision"], local_dir=job["dir"],
+                            allow_patterns=job["patterns"] or None)
+  env:
+    - name: LONGCTX_DOWNLOADS
+      value: {{ toJson $jobs | quote }}
+    {{- with $dl.hfTokenSecret.name }}
+    - name: HF_TOKEN
+      valueFrom:
+        secretKeyRef: {name: {{ . }}, key: {{ $dl.hfTokenSecret.key }}}
+    {{- end }}
+  volumeMounts:
+    - {name: models, mountPath: {{ $ctx.Values.weights.mountPath }}}
+{{- end -}}
+
+{{- define "longctx.modelsVolume" -}}
+{{- $w := .Values.weights -}}
+{{- if eq $w.source "pvc" }}
+- name: models
+  persistentVolumeClaim:
+    claimName: {{ required "weights.pvc.claimName is required when weights.source is pvc" $w.pvc.claimName }}
+    readOnly: true
+{{- else if eq $w.source "download" }}
+- name: models
+  emptyDir:
+    sizeLimit: {{ $w.download.sizeLimit }}
+{{- end }}
+{{- end -}}
+
+{{- define "longctx.modelsMount" -}}
+{{- if ne .Values.weights.source "none" }}
+- name: models
+  mountPath: {{ .Values.weights.mountPath }}
+  readOnly: {{ eq .Values.weights.source "pvc" }}
+{{- end }}
+{{- end -}}
+
+{{/* Fail early when a model path is outside the weights volume. */}}
+{{- define "longctx.checkPaths" -}}
+{{- if ne .Values.weights.source "none" -}}
+{{- $cluster := include "longctx.cluster" . | fromYaml -}}
+{{- $root := trimSuffix "/" .Values.weights.mountPath -}}
+{{- range $name, $m := $cluster.models -}}
+{{- $path := include "longctx.expandPath" $m.path -}}
+{{- if not (hasPrefix (printf "%s/" $root) $path) -}}
+{{- fail (printf "model %s: path %q is not under weights.mountPath %q; the pods would not find the weights" $name $path $root) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,429 @@
+"""The Helm chart, rendered by Helm's own Go engine (helm-python-sdk).
+
+Every values file (defaults and helm/ci/*.yaml) must render; the core kinds
+must validate against Kubernetes' schemas, the RayService against KubeRay's
+CRD, and the serveConfigV2 must load with the project's own config loader.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+helm = pytest.importorskip("helm_python", reason="pip install helm-python-sdk (requirements.txt)")
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+from cluster.config import load_config  # noqa: E402
+from cluster.planner import failures, plan_cluster, worker_shapes  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm"
+CRD = REPO.parent / "shared" / "reference" / "kuberay-v1.7.0" / "ray.io_rayservices.yaml"
+K8S_VERSION = "1.30.0"
+CORE_GROUPS = ("v1", "apps/v1", "policy/v1", "networking.k8s.io/v1")
+CI_FILES = sorted((CHART / "ci").glob("*.yaml"))
+# Which deployments/ profile each values file deploys.
+PROFILE_OF = {"default": "a100-80g", "a100-80g": "a100-80g", "h100-80g": "h100-80g",
+              "h200-141g": "h200-141g"}
+CASES = [pytest.param({}, "default", id="default")] + [
+    pytest.param(yaml.safe_load(f.read_text()), f.stem, id=f"ci/{f.name}") for f in CI_FILES
+]
+
+
+def _load_sync_tool():
+    spec = importlib.util.spec_from_file_location("helm_sync", CHART / "tools" / "sync.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def chart():
+    return helm.Chart.load(str(CHART))
+
+
+def render(chart, values, name="lc", namespace="llm") -> list[dict]:
+    manifests = chart.render(copy.deepcopy(values), name=name, namespace=namespace)
+    docs = []
+    for path, text in manifests.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                doc["__template"] = path
+                docs.append(doc)
+    return docs
+
+
+def kinds(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def the(docs, kind):
+    found = kinds(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def serve_config(rayservice) -> dict:
+    return yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+
+
+def ray_containers(rayservice):
+    cluster = rayservice["spec"]["rayClusterConfig"]
+    yield cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    for group in cluster["workerGroupSpecs"]:
+        yield group["template"]["spec"]["containers"][0]
+
+
+@pytest.fixture(scope="module")
+def rendered(chart):
+    return {case_id: render(chart, values) for values, case_id in
+            [(p.values[0], p.values[1]) for p in CASES]}
+
+
+def test_every_ci_profile_is_covered():
+    assert {f.stem for f in CI_FILES} >= {"a100-80g", "h100-80g", "h200-141g"}
+    assert set(PROFILE_OF) >= {"default", *(f.stem for f in CI_FILES)}
+
+
+# --- validation against schemas -------------------------------------------------
+
+
+@pytest.mark.parametrize("values, case", CASES)
+def test_core_kinds_validate_against_kubernetes(values, case, rendered):
+    docs = rendered[case]
+    core = [d for d in docs if d["apiVersion"] in CORE_GROUPS]
+    assert {"Secret", "PodDisruptionBudget", "Pod"} & {d["kind"] for d in core}
+    for doc in core:
+        clean = {k: v for k, v in doc.items() if k != "__template"}
+        kubernetes_validate.validate(clean, K8S_VERSION, strict=True)
+
+
+def _strict(schema):
+    """The CRD schema with unknown fields rejected: the API server would prune
+    them silently, so a misspelt field would just vanish."""
+    if isinstance(schema, dict):
+        schema = {k: _strict(v) for k, v in schema.items()}
+        if (schema.get("type") == "object" and "properties" in schema
+                and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@pytest.fixture(scope="module")
+def rayservice_schema():
+    if not CRD.is_file():
+        pytest.skip(f"KubeRay CRD copy absent at {CRD} (only CI and developers have ../shared)")
+    crd = yaml.safe_load(CRD.read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    return _strict(version["schema"]["openAPIV3Schema"])
+
+
+@pytest.mark.parametrize("values, case", CASES)
+def test_rayservice_validates_against_kuberay_crd(values, case, rendered, rayservice_schema):
+    rayservice = the(rendered[case], "RayService")
+    doc = {k: v for k, v in rayservice.items() if k != "__template"}
+    jsonschema.validate(doc, rayservice_schema)
+
+
+def test_strict_crd_schema_catches_a_misspelt_field(rendered, rayservice_schema):
+    doc = {k: v for k, v in the(rendered["default"], "RayService").items() if k != "__template"}
+    doc["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]["maxReplica"] = 3
+    with pytest.raises(jsonschema.ValidationError, match="maxReplica"):
+        jsonschema.validate(doc, rayservice_schema)
+
+
+def test_values_schema_rejects_profile_typos(chart):
+    with pytest.raises(helm.HelmValuesError, match="max_model_length"):
+        chart.render({"cluster": {"pools": [{"name": "p", "model": "m", "band": [0, 1],
+                                             "engine": {"max_model_length": 1}}]}},
+                     name="lc", namespace="llm")
+    with pytest.raises(helm.HelmValuesError, match="source"):
+        chart.render({"weights": {"source": "s3"}}, name="lc", namespace="llm")
+
+
+def test_lint_is_clean():
+    report = helm.lint(str(CHART), strict=True, kube_version="v1.30.0")
+    assert report["errors"] == []
+    assert not [m for m in report["messages"] if m["severity"] >= 2], report["messages"]
+
+
+# --- the serve config is the profile ---------------------------------------------
+
+
+@pytest.mark.parametrize("values, case", CASES)
+def test_serve_config_is_the_profile_and_loads(values, case, rendered):
+    config = serve_config(the(rendered[case], "RayService"))
+    (app,) = config["applications"]
+    module_name, _, attr = app["import_path"].partition(":")
+    assert (module_name, attr) == ("deployments.app", "build_app")
+    # Import without starting Ray: building the app needs a cluster, naming it not.
+    assert callable(getattr(importlib.import_module(module_name), attr))
+    profile = REPO / "deployments" / f"{PROFILE_OF[case]}.yaml"
+    assert app["args"]["cluster"] == yaml.safe_load(profile.read_text())
+    cluster = load_config(app["args"]["cluster"], app["args"].get("overrides", []), env={})
+    assert cluster == load_config(profile, env={})
+    assert config["http_options"]["host"] == "0.0.0.0"
+    assert config["http_options"]["request_timeout_s"] == cluster.ingress.request_timeout_s
+
+
+@pytest.mark.parametrize("values, case", CASES)
+def test_deployed_profile_passes_the_planner(values, case, rendered):
+    args = serve_config(the(rendered[case], "RayService"))["applications"][0]["args"]
+    plans = plan_cluster(load_config(args["cluster"], env={}))
+    assert failures(plans) == []
+
+
+def test_overrides_and_cluster_yaml_pass_through(chart):
+    profile = (REPO / "deployments" / "h200-141g.yaml").read_text()
+    docs = render(chart, {"clusterYaml": profile, "overrides": ["pools.il25-short.replicas.max=3"]})
+    args = serve_config(the(docs, "RayService"))["applications"][0]["args"]
+    assert args["overrides"] == ["pools.il25-short.replicas.max=3"]
+    cluster = load_config(args["cluster"], args["overrides"], env={})
+    assert cluster.pool("il25-short").replicas.max == 3
+    assert cluster.pool("il25-short").accelerator_type == "H200"
+
+
+# --- worker groups: derived from pools, nothing more ---------------------------------
+
+
+@pytest.mark.parametrize("values, case", CASES)
+def test_worker_groups_match_the_pools_gpu_shapes(values, case, rendered):
+    rayservice = the(rendered[case], "RayService")
+    spec = rayservice["spec"]["rayClusterConfig"]
+    args = serve_config(rayservice)["applications"][0]["args"]
+    expected = {
+        (s.accelerator, s.devices_per_pod): (s.min_replicas, s.max_replicas, s.replicas)
+        for s in worker_shapes(load_config(args["cluster"], env={}))
+    }
+    got = {}
+    for group in spec["workerGroupSpecs"]:
+        pod = group["template"]["spec"]
+        limits = pod["containers"][0]["resources"]["limits"]
+        gpus = int(limits["nvidia.com/gpu"])
+        assert pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == limits["nvidia.com/gpu"]
+        accelerator = group["template"]["metadata"]["labels"]["longctx.io/accelerator"]
+        # The pools request accelerator_type:<type>; the node must advertise it.
+        resources = json.loads(json.loads(group["rayStartParams"]["resources"]))
+        assert resources == {f"accelerator_type:{accelerator}": 1}
+        assert pod["nodeSelector"]["nvidia.com/gpu.product"]
+        assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+        shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+        assert shm["emptyDir"]["medium"] == "Memory"
+        got[(accelerator, gpus)] = (group["minReplicas"], group["maxReplicas"], group["replicas"])
+    assert got == expected
+    head = spec["headGroupSpec"]
+    assert head["rayStartParams"]["num-gpus"] == "0"
+    head_resources = head["template"]["spec"]["containers"][0]["resources"]
+    assert "nvidia.com/gpu" not in json.dumps(head_resources)
+    assert head["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"]
+
+
+def test_a100_profile_has_a_4_gpu_group_for_the_1m_pool(rendered):
+    groups = the(rendered["a100-80g"], "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    by_name = {g["groupName"]: g for g in groups}
+    assert set(by_name) == {"a100-80g-x1", "a100-80g-x4"}
+    x4 = by_name["a100-80g-x4"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert x4["nvidia.com/gpu"] == "4"
+    h200 = the(rendered["h200-141g"], "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    assert {g["groupName"] for g in h200} == {"h200-x1", "h200-x2"}
+
+
+def test_pool_edit_changes_the_worker_groups(chart):
+    profile = yaml.safe_load((REPO / "deployments" / "a100-80g.yaml").read_text())
+    profile["pools"][0]["replicas"] = {"min": 0, "max": 5}
+    docs = render(chart, {"clusterYaml": yaml.safe_dump(profile)})
+    groups = {g["groupName"]: g for g in
+              the(docs, "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
+    # il25-short (0..5) + il3-main (1..4) share the 1-GPU shape.
+    assert (groups["a100-80g-x1"]["minReplicas"], groups["a100-80g-x1"]["maxReplicas"]) == (1, 9)
+
+
+# --- weights, auth, access -------------------------------------------------------
+
+
+def test_weights_from_pvc_are_mounted_read_only(rendered):
+    rayservice = the(rendered["default"], "RayService")
+    for pod in [rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"],
+                *(g["template"]["spec"] for g in
+                  rayservice["spec"]["rayClusterConfig"]["workerGroupSpecs"])]:
+        volume = next(v for v in pod["volumes"] if v["name"] == "models")
+        assert volume["persistentVolumeClaim"] == {"claimName": "longctx-models", "readOnly": True}
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "models")
+        assert mount["mountPath"] == "/models" and mount["readOnly"] is True
+
+
+def test_download_init_fetches_each_pods_models_to_the_profile_paths(rendered):
+    spec = the(rendered["a100-80g"], "RayService")["spec"]["rayClusterConfig"]
+    head_jobs = json.loads(spec["headGroupSpec"]["template"]["spec"]["initContainers"][0]["env"][0]["value"])
+    assert {j["dir"] for j in head_jobs} == {"/models/internlm2_5-7b-chat-1m",
+                                             "/models/internlm3-8b-instruct"}
+    assert all("*.json" in j["patterns"] for j in head_jobs)
+    groups = {g["groupName"]: g["template"]["spec"] for g in spec["workerGroupSpecs"]}
+    init = groups["a100-80g-x4"]["initContainers"][0]
+    jobs = json.loads(init["env"][0]["value"])
+    assert jobs == [{"repo": "internlm/internlm2_5-7b-chat-1m", "revision": "main",
+                     "dir": "/models/internlm2_5-7b-chat-1m", "patterns": []}]
+    assert any(e["name"] == "HF_TOKEN" for e in init["env"])
+    assert groups["a100-80g-x1"]["volumes"][-1]["emptyDir"]["sizeLimit"] == "80Gi"
+
+
+def test_model_path_outside_the_weights_volume_fails(chart):
+    profile = yaml.safe_load((REPO / "deployments" / "a100-80g.yaml").read_text())
+    profile["models"]["internlm3-8b-instruct"]["path"] = "/data/il3"
+    with pytest.raises(helm.HelmError, match="not under weights.mountPath"):
+        chart.render({"clusterYaml": yaml.safe_dump(profile)}, name="lc", namespace="llm")
+
+
+def _api_key_env(container):
+    return [e for e in container.get("env", []) if e["name"] == "LONGCTX_API_KEYS"]
+
+
+def test_auth_is_on_by_default_with_a_generated_secret(rendered):
+    docs = rendered["default"]
+    secret = the(docs, "Secret")
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert len(secret["data"]["api-keys"]) > 40
+    for container in ray_containers(the(docs, "RayService")):
+        (env,) = _api_key_env(container)
+        assert env["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": "api-keys"}
+
+
+def test_existing_secret_is_referenced_not_created(rendered):
+    docs = rendered["h100-80g"]
+    assert kinds(docs, "Secret") == []
+    for container in ray_containers(the(docs, "RayService")):
+        (env,) = _api_key_env(container)
+        assert env["valueFrom"]["secretKeyRef"]["name"] == "longctx-api-keys"
+
+
+def test_auth_disabled_sets_no_keys(rendered):
+    docs = rendered["h200-141g"]
+    assert kinds(docs, "Secret") == []
+    assert all(not _api_key_env(c) for c in ray_containers(the(docs, "RayService")))
+
+
+def test_api_service_ingress_and_test_hook_agree(rendered):
+    docs = rendered["a100-80g"]
+    rayservice = the(docs, "RayService")
+    service = rayservice["spec"]["serveService"]
+    name, port = service["metadata"]["name"], service["spec"]["ports"][0]["port"]
+    ingress = the(docs, "Ingress")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": name, "port": {"number": port}}
+    hook = the(docs, "Pod")
+    assert hook["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    script = hook["spec"]["containers"][0]["args"][0]
+    assert f"http://{name}:{port}/v1/models" in script
+    for model in serve_config(rayservice)["applications"][0]["args"]["cluster"]["models"]:
+        assert f'"{model}"' in script
+
+
+def test_pdbs_select_their_worker_group_pods(rendered):
+    docs = rendered["a100-80g"]
+    groups = the(docs, "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    pdbs = kinds(docs, "PodDisruptionBudget")
+    assert len(pdbs) == len(groups) + 1  # + the head's, enabled in this file
+    for group in groups:
+        labels = group["template"]["metadata"]["labels"]
+        matching = [p for p in pdbs if all(labels.get(k) == v for k, v in
+                                           p["spec"]["selector"]["matchLabels"].items())]
+        assert len(matching) == 1 and matching[0]["spec"]["maxUnavailable"] == 1
+
+
+# --- monitoring: built from monitoring/ files ------------------------------------------
+
+
+def test_no_monitoring_files_render_no_rules_or_dashboards(rendered):
+    for docs in rendered.values():
+        assert kinds(docs, "PrometheusRule") == []
+        assert not [d for d in kinds(docs, "ConfigMap")
+                    if d["metadata"].get("labels", {}).get("grafana_dashboard")]
+    # Without the CRDs (offline render: no API) "auto" renders no PodMonitor;
+    # ci/a100-80g.yaml forces it on.
+    assert kinds(rendered["default"], "PodMonitor") == []
+    monitor = the(rendered["a100-80g"], "PodMonitor")
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+@pytest.fixture
+def chart_with_monitoring(tmp_path):
+    copy_dir = tmp_path / "helm"
+    shutil.copytree(CHART, copy_dir, ignore=shutil.ignore_patterns("tools", "ci"))
+    dashboards = copy_dir / "monitoring" / "dashboards"
+    rules = copy_dir / "monitoring" / "rules"
+    (dashboards / "Pools Overview.json").write_text(json.dumps({"title": "Pools", "panels": []}))
+    (dashboards / "kv.json").write_text('{"title": "KV", "templating": {"list": []}}')
+    (rules / "latency.yml").write_text(
+        "groups:\n- name: latency\n  rules:\n  - alert: TTFTHigh\n    expr: histogram_quantile(0.99, "
+        "sum(rate(x_bucket[5m])) by (le)) > 30\n    annotations:\n      summary: 'p99 {{ $value }}s'\n")
+    (rules / "kv.yml").write_text("groups:\n- name: kv\n  rules:\n  - record: a:b\n    expr: up\n")
+    (rules / "tests").mkdir()
+    (rules / "tests" / "latency_test.yml").write_text("rule_files: [../latency.yml]\n")
+    return copy_dir
+
+
+def test_monitoring_files_become_rules_and_dashboards(chart_with_monitoring):
+    chart = helm.Chart.load(str(chart_with_monitoring))
+    docs = render(chart, {"monitoring": {"prometheusRule": {"enabled": True}}})
+    rule = the(docs, "PrometheusRule")
+    assert [g["name"] for g in rule["spec"]["groups"]] == ["kv", "latency"]
+    # Alert templates are Prometheus', not Helm's: they must survive verbatim.
+    assert rule["spec"]["groups"][1]["rules"][0]["annotations"]["summary"] == "p99 {{ $value }}s"
+    dashboards = [d for d in kinds(docs, "ConfigMap") if d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert sorted(d["metadata"]["name"] for d in dashboards) == [
+        "lc-longctx-cluster-dashboard-kv", "lc-longctx-cluster-dashboard-pools-overview"]
+    pools = next(d for d in dashboards if d["metadata"]["name"].endswith("pools-overview"))
+    assert json.loads(pools["data"]["Pools Overview.json"]) == {"title": "Pools", "panels": []}
+    for doc in dashboards:
+        clean = {k: v for k, v in doc.items() if k != "__template"}
+        kubernetes_validate.validate(clean, K8S_VERSION, strict=True)
+    # "auto" without the CRD API: no PrometheusRule even with rule files.
+    assert kinds(render(chart, {}), "PrometheusRule") == []
+
+
+def test_invalid_dashboard_json_fails_the_render(chart_with_monitoring):
+    (chart_with_monitoring / "monitoring" / "dashboards" / "broken.json").write_text("{nope")
+    chart = helm.Chart.load(str(chart_with_monitoring))
+    with pytest.raises(helm.HelmError, match="broken.json"):
+        chart.render({}, name="lc", namespace="llm")
+
+
+def test_chart_copies_are_in_sync_with_the_repository():
+    stale = _load_sync_tool().drift()
+    assert stale == [], "run `python helm/tools/sync.py`:\n" + "\n".join(stale)
+
+
+def test_sync_tool_detects_and_fixes_drift(tmp_path):
+    tool = _load_sync_tool()
+    repo, chart = tmp_path / "repo", tmp_path / "repo" / "helm"
+    shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("tools"))
+    shutil.copytree(REPO / "deployments", repo / "deployments",
+                    ignore=shutil.ignore_patterns("*.py", "__pycache__", "rope", "routing"))
+    assert tool.drift(repo, chart) == []
+    (repo / "monitoring" / "dashboards").mkdir(parents=True)
+    (repo / "monitoring" / "rules").mkdir()
+    (repo / "monitoring" / "dashboards" / "d.json").write_text("{}")
+    profile = repo / "deployments" / "h100-80g.yaml"
+    profile.write_text(profile.read_text().replace("max_num_seqs: 16", "max_num_seqs: 12"))
+    stale = tool.drift(repo, chart)
+    assert any("d.json" in s for s in stale) and any("ci/h100-80g.yaml" in s for s in stale)
+    tool.write(repo, chart)
+    assert tool.drift(repo, chart) == []
+    assert (chart / "monitoring" / "dashboards" / "d.json").read_text() == "{}"
+    embedded = yaml.safe_load((chart / "ci" / "h100-80g.yaml").read_text())["clusterYaml"]
+    assert yaml.safe_load(embedded) == yaml.safe_load(profile.read_text())
