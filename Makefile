@@ -11,7 +11,7 @@ TORCH_VERSION := 2.13.0+cpu
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_ARGS ?=
 
-.PHONY: venv demo run test soak clean help
+.PHONY: venv demo run test soak clean help redis-server
 
 help:
 	@echo "make run [PROFILE=cpu-demo]   install, build demo models, serve on 127.0.0.1:8000"
@@ -38,7 +38,13 @@ demo: venv
 run: demo
 	$(PY) -m cluster run $(PROFILE)
 
-test: demo
+# Debian's server, started on a free port by the document-store tests
+# (they skip their Redis cases when it is absent and this is not run as root).
+redis-server:
+	command -v redis-server >/dev/null || (apt-get update && apt-get install -y --no-install-recommends redis-server) \
+	  || echo "redis-server not installed (needs root): the Redis store tests will skip" >&2
+
+test: demo redis-server
 	$(PY) -m pytest -m "not soak" $(PYTEST_ARGS)
 
 soak: demo
