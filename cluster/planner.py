@@ -520,6 +520,10 @@ def cmd_plan(args, load) -> int:
         print(json.dumps([p.model_dump(mode="json") for p in plans], indent=2))
     else:
         print(format_report(plans, markdown=args.format == "markdown"))
+        print("\nKubernetes worker groups (helm/): one pod per replica")
+        for shape in worker_shapes(cluster):
+            print(f"  {shape.devices_per_pod} x {shape.accelerator or cluster.device} per pod, "
+                  f"{shape.min_replicas}-{shape.max_replicas} pods: {', '.join(shape.pools)}")
     bad = failures(plans, strict=args.strict)
     if bad:
         # stderr and a non-zero exit so CI and `helm` wrappers stop on it.

@@ -219,6 +219,7 @@ def test_every_profile_passes_the_planner(profile, profile_env, capsys):
     cluster = load_config(profile_path(profile))
     for pool in cluster.pools:
         assert pool.name in out
+    assert "Kubernetes worker groups" in out
     plans = plan_cluster(cluster)
     assert all(p.fits and not p.problems for p in plans), format_report(plans)
 
