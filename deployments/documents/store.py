@@ -423,7 +423,9 @@ def check_page_size(limit: int) -> None:
 
 def dumps(value: Any) -> str:
     """Compact, deterministic JSON, as stored by both backends."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    # allow_nan=False: NaN/Infinity are not JSON, and the API would have to
+    # send them back in listings.
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False)
 
 
 class Prepared(NamedTuple):

@@ -338,3 +338,50 @@ def test_concurrent_puts_never_overshoot_the_limit(backend):
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(work, range(threads)))
     assert sum(results) == 10 and store.count() == 10
+
+
+def test_metadata_must_be_json(store):
+    with pytest.raises(InvalidDocument):
+        store.put(doc(metadata={"x": float("nan")}))
+    with pytest.raises(ValidationError):
+        doc(metadata={"x": object()})
+    assert store.count() == 0
+
+
+def test_large_document_round_trip(store):
+    # About what a 1M-token book weighs; the default limit is 16 MiB.
+    text = ("All happy families are alike; each unhappy family is unhappy in its own way. " * 110_000)[:8_000_000]
+    d = doc(text, tokens={"m": 1_048_000})
+    store.put(d)
+    assert store.get(d.id, "alice").text == text
+    assert store.get_meta(d.id, "alice").bytes == 8_000_000
+
+
+def _text_reads(backend, store, action) -> list[str]:
+    """What `action` read of document texts, from the backend's own trace."""
+    if backend.name == "sqlite":
+        statements: list[str] = []
+        connect = store._connect
+
+        def traced():
+            conn = connect()
+            conn.set_trace_callback(statements.append)
+            return conn
+
+        store.close()  # drop pooled, untraced connections
+        store._closed = False
+        store._connect = traced
+        action()
+        return [s for s in statements if "texts" in s]
+    store._redis.config_resetstat()
+    action()
+    stats = store._redis.info("commandstats")
+    return [c for c in ("cmdstat_get", "cmdstat_mget", "cmdstat_getrange") if c in stats]
+
+
+def test_listing_and_meta_never_read_text(backend):
+    store = backend.open()
+    d = doc("x" * 100_000)
+    store.put(d)
+    assert _text_reads(backend, store, lambda: (store.list("alice"), store.get_meta(d.id, "alice"))) == []
+    assert _text_reads(backend, store, lambda: store.get(d.id, "alice")) != []  # the probe sees reads
