@@ -180,6 +180,28 @@ class AdmissionConfig(StrictModel):
     retry_after_s: int = Field(default=2, ge=1, description="Retry-After of a 429, in seconds.")
 
 
+class RoutingConfig(StrictModel):
+    """How a pool picks a replica for a request."""
+
+    policy: Literal["affinity", "power_of_two", "prefix_cache"] = Field(
+        default="affinity",
+        description="affinity: bounded-load consistent hashing on the document (or long-prefix) "
+        "key; power_of_two: Serve's default load-aware choice; prefix_cache: Ray Serve LLM's "
+        "PrefixCacheAffinityRouter.",
+    )
+    prefix_tokens: int = Field(
+        default=1024,
+        ge=16,
+        description="Prompts at least this long without a document get an affinity key from "
+        "their first prefix_tokens tokens, so requests sharing a long prefix meet their cache.",
+    )
+    load_factor: float = Field(
+        default=1.25,
+        ge=1.0,
+        description="A replica over load_factor x the pool's mean load is skipped for affinity.",
+    )
+
+
 class PoolConfig(StrictModel):
     """A group of identical engine replicas serving one band of context lengths."""
 
@@ -207,6 +229,7 @@ class PoolConfig(StrictModel):
         description="Environment of this pool's engine processes, over the cluster's engine_env.",
     )
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     request_timeout_s: float | None = Field(
         default=None,
         gt=0,

@@ -42,6 +42,21 @@ def _rope_engine_kwargs(cluster: ClusterConfig, pool: PoolConfig) -> tuple[dict,
     return kwargs, rope.runtime_env_vars()
 
 
+ROUTER_CLASSES = {
+    "affinity": "deployments.routing.affinity.DocumentAffinityRouter",
+    "prefix_cache": "ray.serve.llm.request_router.PrefixCacheAffinityRouter",
+}
+
+
+def _request_router(pool: PoolConfig) -> dict | None:
+    """Serve request_router_config of the pool; None keeps Serve's default."""
+    policy = pool.routing.policy
+    if policy == "power_of_two":
+        return None
+    kwargs = {"load_factor": pool.routing.load_factor} if policy == "affinity" else {}
+    return {"request_router_class": ROUTER_CLASSES[policy], "request_router_kwargs": kwargs}
+
+
 def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     from ray.serve.llm import LLMConfig
 
@@ -67,6 +82,9 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     }
     if pool.max_ongoing_requests is not None:
         deployment_config["max_ongoing_requests"] = pool.max_ongoing_requests
+    router = _request_router(pool)
+    if router is not None:
+        deployment_config["request_router_config"] = router
     env_vars = {**cluster.engine_env, **rope_env, **pool.env}
     return LLMConfig(
         model_loading_config={
@@ -91,7 +109,10 @@ def build_pool_deployment(cluster: ClusterConfig, pool: PoolConfig):
     """The bound Serve deployment of one pool."""
     from ray.serve.llm import build_llm_deployment
 
+    from deployments.pool_server import PoolServer
+
     return build_llm_deployment(
         llm_config_for_pool(cluster, pool),
         override_serve_options={"name": pool_deployment_name(pool.name)},
+        deployment_cls=PoolServer,
     )

@@ -9,8 +9,9 @@ Request path, one hop per step:
 from __future__ import annotations
 
 import asyncio
-import json
+import hashlib
 import time
+from array import array
 from typing import Any, AsyncIterator
 
 from contextlib import asynccontextmanager
@@ -27,12 +28,14 @@ from deployments.engines import pool_deployment_name
 from deployments.errors import APIError, install_error_handlers, sse_error_event
 from deployments.http_limits import BodyLimitMiddleware
 from deployments.metrics import RouterMetrics
+from deployments.replica_tag import ReplicaTag
 from deployments.routing.admission import AdmissionController, PoolFull, PoolUnavailable, Ticket
 from deployments.routing.bands import BandPolicy, NoPoolFits, RouteDecision, UnknownModel
 from deployments.schemas import ChatCompletionBody, CompletionBody
 from deployments.tokens import PromptTokenizer, ThinkingUnsupported
 
 POOL_HEADER = "x-pool"
+REPLICA_HEADER = "x-replica"
 # Paths a load balancer or kubelet probes without a key.
 UNAUTHENTICATED_PATHS = frozenset({"/healthz"})
 HEALTH_POLL_S = 2.0
@@ -327,22 +330,42 @@ class Ingress:
     def _timeout(self, pool: str) -> float:
         return self.cluster.pool(pool).request_timeout_s or self.cluster.ingress.request_timeout_s
 
-    async def _dispatch(self, decision: RouteDecision, request, timings: _Timings, *, chat: bool) -> Response:
+    def _affinity_key(self, pool: str, prompt_ids: list[int], document_key: str | None) -> str | None:
+        """Key that keeps requests sharing a prefix on one replica (see routing.affinity)."""
+        if document_key:
+            return f"doc:{document_key}"
+        prefix = self.cluster.pool(pool).routing.prefix_tokens
+        if len(prompt_ids) < prefix:
+            return None
+        digest = hashlib.blake2b(array("I", prompt_ids[:prefix]).tobytes(), digest_size=12).hexdigest()
+        return f"prefix:{digest}"
+
+    async def _dispatch(
+        self,
+        decision: RouteDecision,
+        request,
+        timings: _Timings,
+        *,
+        chat: bool,
+        document_key: str | None = None,
+    ) -> Response:
         model, pool = request.model, decision.pool.name
         for stage, seconds in timings.marks:
             self.metrics.stage(model, stage, seconds)
         ticket = self._admit(pool)
         self.metrics.routed(model, pool, decision.prompt_tokens)
-        headers = {
-            POOL_HEADER: pool,
-            "x-prompt-tokens": str(decision.prompt_tokens),
-            "server-timing": timings.header(),
-        }
+        key = self._affinity_key(pool, request.prompt, document_key)
         try:
-            first, stream = await self._first_item(pool, request)
+            replica, first, stream = await self._first_item(pool, request, key)
         except BaseException:
             ticket.release()
             raise
+        headers = {
+            POOL_HEADER: pool,
+            REPLICA_HEADER: replica,
+            "x-prompt-tokens": str(decision.prompt_tokens),
+            "server-timing": timings.header(),
+        }
         if not request.stream:
             ticket.release()
             payload = first.model_dump(mode="json")
@@ -356,15 +379,25 @@ class Ingress:
             background=BackgroundTask(ticket.release),
         )
 
-    async def _first_item(self, pool: str, request):
-        """Start the engine call; raise the engine's own refusal as a client error."""
+    async def _first_item(self, pool: str, request, affinity_key: str | None):
+        """Start the engine call: (replica, first response item, rest of the stream).
+
+        The engine's own refusals (vLLM validation) become client errors here.
+        """
         from ray.llm._internal.serve.core.configs.openai_api_models import ErrorResponse
 
-        stream = self._pools[pool].completions.remote(request, None)
+        handle = self._pools[pool]
+        if affinity_key:
+            handle = handle.options(session_id=affinity_key)
+        stream = handle.completions.remote(request, None)
         timeout = self._timeout(pool)
+        replica = ""
         try:
             async with asyncio.timeout(timeout):
                 first = await stream.__anext__()
+                if isinstance(first, ReplicaTag):
+                    replica = first.replica
+                    first = await stream.__anext__()
         except TimeoutError:
             stream.cancel()
             raise APIError(504, f"no answer from pool {pool} within its timeout of {timeout:.0f} s",
@@ -379,7 +412,7 @@ class Ingress:
             error = first_item.error
             status = int(error.code) if str(error.code).isdigit() else 400
             raise APIError(status, error.message, code=str(error.type))
-        return (first_item if not request.stream else first), stream
+        return replica, (first_item if not request.stream else first), stream
 
     async def _relay(self, ticket: Ticket, pool: str, first, stream, *, chat: bool) -> AsyncIterator[str]:
         try:
