@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -274,10 +275,10 @@ def test_failed_put_leaves_nothing(backend, monkeypatch):
     assert store.get(d.id, "alice") == d and store.count() == 1
 
 
-def test_redis_wrong_type_index_leaves_nothing(backend):
-    if backend.name != "redis":
-        pytest.skip("Redis-specific fault")
-    store = backend.open()
+def test_redis_wrong_type_index_leaves_nothing(redis_url):
+    from deployments.documents.redis_store import RedisDocumentStore
+
+    store = RedisDocumentStore(redis_url, key_prefix=f"test:{uuid.uuid4().hex}:")
     d = doc()
     # Injected corruption: another program wrote a string where the owner
     # index belongs. ZCARD fails on it before the script writes anything.
@@ -286,6 +287,7 @@ def test_redis_wrong_type_index_leaves_nothing(backend):
         store.put(d)
     assert not store._redis.exists(store._meta_key(d.id), store._text_key(d.id))
     assert store.count() == 0
+    store.close()
 
 
 def test_persists_across_reopen(backend):
