@@ -17,6 +17,8 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from deployments.documents.store import DocumentStoreConfig
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -298,6 +300,24 @@ class IngressConfig(StrictModel):
     auth: AuthConfig = Field(default_factory=AuthConfig)
 
 
+DEFAULT_DOCUMENT_SYSTEM_PROMPT = (
+    "You answer questions about the document the user gives you. Base every answer on the "
+    "document, quote it where that helps, and say so when the document does not contain the answer."
+)
+
+
+class DocumentsConfig(StrictModel):
+    """Long-document QA: where documents live and how questions are laid out."""
+
+    store: DocumentStoreConfig = Field(default_factory=DocumentStoreConfig)
+    system_prompt: str = Field(
+        default=DEFAULT_DOCUMENT_SYSTEM_PROMPT,
+        min_length=1,
+        description="System prompt before every document (part of the cached prefix).",
+    )
+    max_questions: int = Field(default=16, ge=1, le=64, description="Questions per ask call.")
+
+
 class ClusterConfig(StrictModel):
     """A whole deployment profile."""
 
@@ -307,6 +327,7 @@ class ClusterConfig(StrictModel):
     models: dict[str, ModelConfig] = Field(description="Served models by their API name.")
     pools: list[PoolConfig] = Field(min_length=1, description="Engine pools.")
     ingress: IngressConfig = Field(default_factory=IngressConfig)
+    documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
     engine_env: dict[str, str] = Field(
         default_factory=dict,
         description="Environment variables of the engine processes (e.g. VLLM_CPU_KVCACHE_SPACE).",
@@ -381,11 +402,18 @@ def _expand_env(value: Any, env: Mapping[str, str]) -> Any:
 
 
 def _resolve_relative_paths(raw: dict, base: Path) -> None:
+    """Paths starting ./ or ../ are relative to the profile file, not to the
+    working directory of whichever process (a Ray worker) reads them."""
+
+    def resolve(node, key):
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, str) and value.startswith(("./", "../")):
+            node[key] = str((base / value).resolve())
+
     for model in (raw.get("models") or {}).values():
-        for key in ("path", "tokenizer"):
-            value = model.get(key) if isinstance(model, dict) else None
-            if isinstance(value, str) and value.startswith(("./", "../")):
-                model[key] = str((base / value).resolve())
+        resolve(model, "path")
+        resolve(model, "tokenizer")
+    resolve(((raw.get("documents") or {}).get("store") or {}), "data_dir")
 
 
 def apply_override(raw: dict, assignment: str) -> None:

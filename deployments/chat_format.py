@@ -127,3 +127,34 @@ def sse_texts(item: Any) -> Iterable[str]:
         yield f"data: {item.model_dump_json()}\n\n"
     else:
         raise TypeError(f"unexpected stream item {type(item).__name__}")
+
+
+def merge_choices(responses: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several one-choice chat completions as one: choice i answers prompt i."""
+    merged = dict(responses[0])
+    merged["choices"] = []
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    for index, response in enumerate(responses):
+        for choice in response.get("choices", []):
+            merged["choices"].append({**choice, "index": index})
+        for key in usage:
+            usage[key] += (response.get("usage") or {}).get(key) or 0
+    merged["usage"] = usage
+    return merged
+
+
+def reindex_choices(sse_text: str, index: int) -> str:
+    """Set the choice index of every chat chunk in an SSE text (for merged streams)."""
+    out = []
+    for event in sse_text.split("\n\n"):
+        event = event.strip()
+        if not event.startswith("data:"):
+            continue
+        payload = event[len("data:"):].strip()
+        if payload == "[DONE]":
+            continue
+        chunk = json.loads(payload)
+        for choice in chunk.get("choices") or []:
+            choice["index"] = index
+        out.append(f"data: {json.dumps(chunk)}\n\n")
+    return "".join(out)

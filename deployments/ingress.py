@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import time
 from array import array
+from collections import OrderedDict
 from typing import Any, AsyncIterator
 
 from contextlib import asynccontextmanager
@@ -22,8 +23,10 @@ from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from cluster.config import ClusterConfig
-from deployments.chat_format import ChatStreamRewriter, chat_response, sse_texts
+from deployments.chat_format import ChatStreamRewriter, chat_response, merge_choices, reindex_choices, sse_texts
 from deployments.auth import KeyRing
+from deployments.documents.api import DocumentService, document_routes
+from deployments.documents.store import open_store
 from deployments.engines import pool_deployment_name
 from deployments.errors import APIError, install_error_handlers, sse_error_event
 from deployments.http_limits import BodyLimitMiddleware
@@ -39,6 +42,7 @@ REPLICA_HEADER = "x-replica"
 # Paths a load balancer or kubelet probes without a key.
 UNAUTHENTICATED_PATHS = frozenset({"/healthz"})
 HEALTH_POLL_S = 2.0
+AFFINITY_MEMORY = 100_000
 
 
 class _Timings:
@@ -133,6 +137,8 @@ def create_app(ingress: "Ingress") -> FastAPI:
     async def pools():
         return {"object": "list", "data": _pool_view(ingress.cluster)}
 
+    app.include_router(document_routes(ingress.documents))
+
     @app.post("/v1/chat/completions")
     async def chat(body: ChatCompletionBody, request: Request):
         return await ingress.chat(body, request.state)
@@ -149,8 +155,8 @@ class Ingress:
 
     def __init__(self, cluster: dict, pool_handles: dict[str, Any]):
         self.cluster = ClusterConfig.model_validate(cluster)
-        self._bands = BandPolicy(self.cluster)
-        self._tokenizers = {
+        self.bands = BandPolicy(self.cluster)
+        self.tokenizers = {
             name: PromptTokenizer(name, model) for name, model in self.cluster.models.items()
         }
         # Reuse configured handles: each .options() call creates a new handle
@@ -166,6 +172,10 @@ class Ingress:
             on_depth=self.metrics.set_in_flight,
         )
         self.keys = KeyRing.from_config(self.cluster.ingress.auth)
+        self.documents = DocumentService(self, open_store(self.cluster.documents.store))
+        # Last replica per affinity key, to count follow-ups that met their
+        # cache (affinity hits); bounded so it cannot grow without limit.
+        self._last_replica: OrderedDict[str, str] = OrderedDict()
 
     async def poll_pool_health(self) -> None:
         """Keep the admission controller's view of healthy replicas current.
@@ -219,10 +229,10 @@ class Ingress:
                     "object": "model",
                     "created": self._created,
                     "owned_by": "longctx",
-                    "max_model_len": self._bands.limit(name),
+                    "max_model_len": self.bands.limit(name),
                     "native_context": model.native_context,
                     "thinking": model.thinking_system_prompt is not None,
-                    "pools": [p.name for p in self._bands.pools_of(name)],
+                    "pools": [p.name for p in self.bands.pools_of(name)],
                 }
                 for name, model in self.cluster.models.items()
             ],
@@ -230,26 +240,26 @@ class Ingress:
 
     # --- request path ----------------------------------------------------
 
-    def _tokenizer(self, model: str, state) -> PromptTokenizer:
+    def tokenizer_for(self, model: str, state) -> PromptTokenizer:
         try:
-            tokenizer = self._tokenizers[model]
+            tokenizer = self.tokenizers[model]
             state.model = model
             return tokenizer
         except KeyError:
             raise APIError(
                 404,
-                f"model {model!r} does not exist; available models: {', '.join(sorted(self._tokenizers))}",
+                f"model {model!r} does not exist; available models: {', '.join(sorted(self.tokenizers))}",
                 code="model_not_found",
                 param="model",
             ) from None
 
-    def _route(self, model: str, prompt_tokens: int, requested: int | None, timings: _Timings) -> RouteDecision:
+    def route(self, model: str, prompt_tokens: int, requested: int | None, timings: _Timings) -> RouteDecision:
         started = time.perf_counter()
         try:
-            max_tokens = self._bands.completion_budget(
+            max_tokens = self.bands.completion_budget(
                 model, prompt_tokens, requested, self.cluster.models[model].default_max_tokens
             )
-            return self._bands.choose(model, prompt_tokens, max_tokens)
+            return self.bands.choose(model, prompt_tokens, max_tokens)
         except NoPoolFits as exc:
             # The count is the expensive part of the ingress: report it even
             # on refusal (benchmarks/ingress_overhead.py reads it).
@@ -262,23 +272,24 @@ class Ingress:
         finally:
             timings.add("route", time.perf_counter() - started)
 
-    def _engine_request(self, body, decision: RouteDecision, prompt_ids: list[int], logprobs: int | None):
+    def engine_request(self, model: str, decision: RouteDecision, prompt_ids: list[int],
+                       sampling: dict[str, Any], logprobs: int | None = None):
+        """The token-id completion request the pool's engine runs."""
         from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest
 
-        stop_ids = sorted(set(self.cluster.models[body.model].stop_token_ids))
         return CompletionRequest(
-            model=body.model,
+            model=model,
             prompt=prompt_ids,
             max_tokens=decision.max_tokens,
             add_special_tokens=False,
-            stop_token_ids=stop_ids,
+            stop_token_ids=sorted(set(self.cluster.models[model].stop_token_ids)),
             logprobs=logprobs,
-            **body.engine_sampling(),
+            **sampling,
         )
 
     async def chat(self, body: ChatCompletionBody, state) -> Response:
         timings = _Timings()
-        tokenizer = self._tokenizer(body.model, state)
+        tokenizer = self.tokenizer_for(body.model, state)
         messages = body.message_dicts()
         if body.thinking:
             try:
@@ -288,14 +299,14 @@ class Ingress:
         started = time.perf_counter()
         prompt_ids = await asyncio.to_thread(tokenizer.chat_ids, messages)
         timings.add("tokenize", time.perf_counter() - started)
-        decision = self._route(body.model, len(prompt_ids), body.max_tokens, timings)
+        decision = self.route(body.model, len(prompt_ids), body.max_tokens, timings)
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
-        request = self._engine_request(body, decision, prompt_ids, logprobs)
+        request = self.engine_request(body.model, decision, prompt_ids, body.engine_sampling(), logprobs)
         return await self._dispatch(decision, request, timings, chat=True)
 
     async def completions(self, body: CompletionBody, state) -> Response:
         timings = _Timings()
-        tokenizer = self._tokenizer(body.model, state)
+        tokenizer = self.tokenizer_for(body.model, state)
         started = time.perf_counter()
         if isinstance(body.prompt, str):
             prompt_ids = await asyncio.to_thread(tokenizer.text_ids, body.prompt)
@@ -311,8 +322,8 @@ class Ingress:
                     param="prompt",
                 )
         timings.add("tokenize", time.perf_counter() - started)
-        decision = self._route(body.model, len(prompt_ids), body.max_tokens, timings)
-        request = self._engine_request(body, decision, prompt_ids, body.logprobs)
+        decision = self.route(body.model, len(prompt_ids), body.max_tokens, timings)
+        request = self.engine_request(body.model, decision, prompt_ids, body.engine_sampling(), body.logprobs)
         if body.echo:
             request.echo = True
         return await self._dispatch(decision, request, timings, chat=False)
@@ -325,7 +336,7 @@ class Ingress:
                            headers={"retry-after": str(exc.retry_after_s)}) from None
         except PoolUnavailable as exc:
             raise APIError(503, str(exc), code="pool_unavailable",
-                           headers={"retry-after": str(HEALTH_POLL_S * 5)}) from None
+                           headers={"retry-after": str(int(HEALTH_POLL_S * 5))}) from None
 
     def _timeout(self, pool: str) -> float:
         return self.cluster.pool(pool).request_timeout_s or self.cluster.ingress.request_timeout_s
@@ -340,55 +351,50 @@ class Ingress:
         digest = hashlib.blake2b(array("I", prompt_ids[:prefix]).tobytes(), digest_size=12).hexdigest()
         return f"prefix:{digest}"
 
-    async def _dispatch(
-        self,
-        decision: RouteDecision,
-        request,
-        timings: _Timings,
-        *,
-        chat: bool,
-        document_key: str | None = None,
-    ) -> Response:
-        model, pool = request.model, decision.pool.name
-        for stage, seconds in timings.marks:
-            self.metrics.stage(model, stage, seconds)
-        ticket = self._admit(pool)
-        self.metrics.routed(model, pool, decision.prompt_tokens)
-        key = self._affinity_key(pool, request.prompt, document_key)
-        try:
-            replica, first, stream = await self._first_item(pool, request, key)
-        except BaseException:
-            ticket.release()
-            raise
-        headers = {
-            POOL_HEADER: pool,
-            REPLICA_HEADER: replica,
-            "x-prompt-tokens": str(decision.prompt_tokens),
-            "server-timing": timings.header(),
-        }
-        if not request.stream:
-            ticket.release()
-            payload = first.model_dump(mode="json")
-            self.metrics.completed(model, pool, (payload.get("usage") or {}).get("completion_tokens", 0))
-            return JSONResponse(chat_response(payload) if chat else payload, headers=headers)
-        return StreamingResponse(
-            self._relay(ticket, pool, first, stream, chat=chat),
-            media_type="text/event-stream",
-            headers=headers,
-            # Also released here in case the stream is never iterated.
-            background=BackgroundTask(ticket.release),
-        )
+    async def _dispatch(self, decision: RouteDecision, request, timings: _Timings, *, chat: bool) -> Response:
+        started = await self._start(decision, request, timings)
+        return self._respond([started], timings, chat=chat)
 
-    async def _first_item(self, pool: str, request, affinity_key: str | None):
-        """Start the engine call: (replica, first response item, rest of the stream).
+    async def dispatch_many(
+        self, decisions: list[RouteDecision], requests: list, timings: _Timings, *, document_key: str | None
+    ) -> Response:
+        """Several prompts answered as one chat completion, choice i for prompt i.
+
+        They run concurrently (sharing the document prefix, they meet on one
+        replica's cache); if any cannot start, the others are stopped.
+        """
+        tasks = [
+            asyncio.ensure_future(self._start(d, r, timings, document_key=document_key))
+            for d, r in zip(decisions, requests)
+        ]
+        try:
+            started = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    task.result().abort()
+                else:
+                    task.cancel()
+            raise
+        return self._respond(started, timings, chat=True)
+
+    async def _start(self, decision: RouteDecision, request, timings: _Timings, *,
+                     document_key: str | None = None) -> "_Started":
+        """Admission, affinity, and the engine call up to its first item.
 
         The engine's own refusals (vLLM validation) become client errors here.
         """
         from ray.llm._internal.serve.core.configs.openai_api_models import ErrorResponse
 
+        model, pool = request.model, decision.pool.name
+        for stage, seconds in timings.marks:
+            self.metrics.stage(model, stage, seconds)
+        ticket = self._admit(pool)
+        self.metrics.routed(model, pool, decision.prompt_tokens)
         handle = self._pools[pool]
-        if affinity_key:
-            handle = handle.options(session_id=affinity_key)
+        key = self._affinity_key(pool, request.prompt, document_key)
+        if key:
+            handle = handle.options(session_id=key)
         stream = handle.completions.remote(request, None)
         timeout = self._timeout(pool)
         replica = ""
@@ -400,33 +406,116 @@ class Ingress:
                     first = await stream.__anext__()
         except TimeoutError:
             stream.cancel()
+            ticket.release()
             raise APIError(504, f"no answer from pool {pool} within its timeout of {timeout:.0f} s",
                            code="timeout") from None
-        except asyncio.CancelledError:
-            # The client went away while the engine was prefilling: stop it.
+        except BaseException:
+            # Includes the client going away during a long prefill: stop the engine.
             stream.cancel()
+            ticket.release()
             raise
+        if key and replica:
+            self._record_affinity(pool, key, replica)
         first_item = first[0] if isinstance(first, list) and first else first
         if isinstance(first_item, ErrorResponse):
             stream.cancel()
+            ticket.release()
             error = first_item.error
             status = int(error.code) if str(error.code).isdigit() else 400
             raise APIError(status, error.message, code=str(error.type))
-        return replica, (first_item if not request.stream else first), stream
+        return _Started(decision, request, ticket, replica, first_item if not request.stream else first,
+                        stream, timeout)
 
-    async def _relay(self, ticket: Ticket, pool: str, first, stream, *, chat: bool) -> AsyncIterator[str]:
-        try:
-            async for text in self._sse(first, stream, timeout=self._timeout(pool), chat=chat):
-                yield text
-        finally:
-            ticket.release()
+    def _record_affinity(self, pool: str, key: str, replica: str) -> None:
+        previous = self._last_replica.pop(key, None)
+        if previous is not None:
+            self.metrics.affinity(pool, previous == replica)
+        self._last_replica[key] = replica
+        if len(self._last_replica) > AFFINITY_MEMORY:
+            self._last_replica.popitem(last=False)
 
-    async def _sse(self, first, stream, *, timeout: float, chat: bool) -> AsyncIterator[str]:
+    def _respond(self, started: list["_Started"], timings: _Timings, *, chat: bool) -> Response:
+        lead = started[0]
+        headers = {
+            POOL_HEADER: ",".join(dict.fromkeys(s.decision.pool.name for s in started)),
+            REPLICA_HEADER: ",".join(dict.fromkeys(s.replica for s in started)),
+            "x-prompt-tokens": ",".join(str(s.decision.prompt_tokens) for s in started),
+            "server-timing": timings.header(),
+        }
+        if not lead.request.stream:
+            payloads = []
+            for s in started:
+                s.ticket.release()
+                payload = s.first.model_dump(mode="json")
+                self.metrics.completed(s.request.model, s.decision.pool.name,
+                                       (payload.get("usage") or {}).get("completion_tokens", 0))
+                payloads.append(chat_response(payload) if chat else payload)
+            return JSONResponse(merge_choices(payloads) if len(payloads) > 1 else payloads[0], headers=headers)
+        body = self._relay(lead, chat=chat) if len(started) == 1 else self._relay_many(started)
+        return StreamingResponse(
+            body,
+            media_type="text/event-stream",
+            headers=headers,
+            # Also released here in case the stream is never iterated.
+            background=BackgroundTask(lambda: [s.ticket.release() for s in started]),
+        )
+
+    async def _relay(self, started: "_Started", *, chat: bool) -> AsyncIterator[str]:
         rewriter = ChatStreamRewriter() if chat else None
+        try:
+            async for text in started.sse():
+                yield rewriter.rewrite(text) if rewriter is not None else text
+        finally:
+            started.ticket.release()
+
+    async def _relay_many(self, started: list["_Started"]) -> AsyncIterator[str]:
+        """Interleave several chat streams; choice index = the prompt's position."""
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump(index: int, item: "_Started"):
+            rewriter = ChatStreamRewriter()
+            try:
+                async for text in item.sse(final_done=False):
+                    await queue.put(reindex_choices(rewriter.rewrite(text), index))
+            finally:
+                item.ticket.release()
+                await queue.put(None)
+
+        pumps = [asyncio.ensure_future(pump(i, s)) for i, s in enumerate(started)]
+        try:
+            remaining = len(pumps)
+            while remaining:
+                text = await queue.get()
+                if text is None:
+                    remaining -= 1
+                elif text:
+                    yield text
+            yield "data: [DONE]\n\n"
+        finally:
+            for task in pumps:
+                task.cancel()
+
+
+class _Started:
+    """An engine call that produced its first item, and what it holds."""
+
+    def __init__(self, decision: RouteDecision, request, ticket: Ticket, replica: str, first, stream,
+                 timeout: float):
+        self.decision, self.request, self.ticket = decision, request, ticket
+        self.replica, self.first, self.stream, self.timeout = replica, first, stream, timeout
+
+    def abort(self) -> None:
+        self.stream.cancel()
+        self.ticket.release()
+
+    async def sse(self, *, final_done: bool = True) -> AsyncIterator[str]:
+        """The engine's SSE text; errors become an error event, never a hang."""
+        stream, timeout = self.stream, self.timeout
         done = False
+        finished = False
 
         async def items():
-            yield first
+            yield self.first
             while True:
                 try:
                     async with asyncio.timeout(timeout):
@@ -435,18 +524,17 @@ class Ingress:
                     return
                 yield item
 
-        finished = False
         try:
             async for item in items():
                 for text in sse_texts(item):
-                    if rewriter is not None:
-                        text = rewriter.rewrite(text)
-                    done = done or "data: [DONE]" in text
+                    if "data: [DONE]" in text:
+                        done = True
+                        if not final_done:
+                            text = text.replace("data: [DONE]\n\n", "")
                     if text:
                         yield text
             finished = True
         except TimeoutError:
-            stream.cancel()
             yield sse_error_event(504, f"the engine sent nothing for {timeout:.0f} s", code="timeout")
         except Exception as exc:  # the engine died mid-stream: tell the client, don't hang
             yield sse_error_event(503, f"the engine failed while streaming: {type(exc).__name__}",
@@ -456,7 +544,7 @@ class Ingress:
                 # Client gone (cancelled or closed) or engine failed: make sure
                 # the engine stops working on an answer nobody will read.
                 stream.cancel()
-        if not done:
+        if final_done and not done:
             yield "data: [DONE]\n\n"
 
 

@@ -53,6 +53,12 @@ class RouterMetrics:
         self._in_flight = Gauge(
             "longctx_in_flight_requests", "Requests in flight per pool at this ingress replica: the admission queue depth.", tag_keys=("pool",),
         )
+        self._documents = Gauge("longctx_documents", "Documents in the store.")
+        self._affinity = Counter(
+            "longctx_affinity_routing",
+            "Keyed requests (documents, long prefixes) by whether they went to the key's ring owner.",
+            tag_keys=("pool", "result"),
+        )
         self._initialise(pools_by_model)
 
     def _initialise(self, pools_by_model: Mapping[str, Sequence[str]]) -> None:
@@ -62,6 +68,8 @@ class RouterMetrics:
                 _zero(self._routed, {"model": model, "pool": pool})
                 _zero(self._requests, {"model": model, "pool": pool, "status": "200"})
                 self._in_flight.set(0, tags={"pool": pool})
+                for result in ("hit", "miss"):
+                    _zero(self._affinity, {"pool": pool, "result": result})
             for reason in REJECTION_REASONS:
                 _zero(self._rejections, {"model": model, "reason": reason})
 
@@ -80,6 +88,12 @@ class RouterMetrics:
 
     def answered(self, model: str, pool: str, status: int) -> None:
         self._requests.inc(tags={"model": model, "pool": pool or "none", "status": str(status)})
+
+    def documents_stored(self, count: int) -> None:
+        self._documents.set(count)
+
+    def affinity(self, pool: str, hit: bool) -> None:
+        self._affinity.inc(tags={"pool": pool, "result": "hit" if hit else "miss"})
 
     def set_in_flight(self, pool: str, depth: int) -> None:
         self._in_flight.set(depth, tags={"pool": pool})

@@ -51,6 +51,14 @@ class PromptTokenizer:
             prompt = f"{prompt}\n\n{first.get('content') or ''}"
         return [{"role": "system", "content": prompt}, *rest]
 
+    def render(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> str:
+        return self._tokenizer.apply_chat_template(
+            list(messages),
+            chat_template=self._chat_template,
+            add_generation_prompt=add_generation_prompt,
+            tokenize=False,
+        )
+
     def chat_ids(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = True) -> list[int]:
         ids = self._tokenizer.apply_chat_template(
             list(messages),

@@ -16,11 +16,15 @@ IL25 = "internlm2_5-7b-chat-1m"
 
 
 @pytest.fixture(scope="module")
-def client(demo_models):
+def client(demo_models, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("LONGCTX_API_KEYS", f"{KEY}, other-key")
-    config = load_config(profile_path("cpu-demo"),
-                         ["ingress.auth.enabled=true", "ingress.max_body_bytes=4096"], env={})
+    config = load_config(
+        profile_path("cpu-demo"),
+        ["ingress.auth.enabled=true", "ingress.max_body_bytes=4096",
+         f"documents.store.data_dir={tmp_path_factory.mktemp('docs')}"],
+        env={},
+    )
     ingress = Ingress(config.model_dump(mode="json"), pool_handles={})
     with TestClient(create_app(ingress)) as test_client:
         test_client.headers["authorization"] = f"Bearer {KEY}"

@@ -14,6 +14,9 @@ import pytest
 from cluster.config import ClusterConfig, load_config, profile_path
 
 
+MAX_DOCUMENT_BYTES = 2_000_000
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -35,14 +38,20 @@ class RunningCluster:
 
 
 @pytest.fixture(scope="session")
-def cluster(demo_models) -> RunningCluster:
+def cluster(demo_models, tmp_path_factory) -> RunningCluster:
     import ray
     from ray import serve
 
     from cluster.cli import start_cluster
 
     port = _free_port()
-    overrides = [f"ingress.port={port}", "ingress.host=127.0.0.1"]
+    overrides = [
+        f"ingress.port={port}",
+        "ingress.host=127.0.0.1",
+        f"documents.store.data_dir={tmp_path_factory.mktemp('documents')}",
+        # Small enough that the tests can send a body over it.
+        f"documents.store.limits.max_document_bytes={MAX_DOCUMENT_BYTES}",
+    ]
     profile = str(profile_path("cpu-demo"))
     config = load_config(profile, overrides)
     metrics_port = _free_port()

@@ -1,0 +1,263 @@
+"""Long-document QA over HTTP: upload once, ask many.
+
+    POST   /v1/documents             JSON {text, model?, metadata?} or multipart (file=...)
+    GET    /v1/documents             ?limit=&after=   (the caller's documents, oldest first)
+    GET    /v1/documents/{id}
+    DELETE /v1/documents/{id}
+    POST   /v1/documents/{id}/ask    {question | questions, model?, max_tokens, temperature, stream}
+
+An upload is tokenized once per model into the prefix [system][document];
+the ids are stored with it, so a question costs only its own tokens, and the
+question travels the same path as chat (pool choice, admission, engine) with
+the document's affinity key, so it lands on the replica holding the prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.responses import JSONResponse, Response
+
+from deployments.documents.layout import DocumentLayout, decode_ids, encode_ids
+from deployments.documents.store import Document, DocumentMeta, DocumentStore, DocumentStoreError
+from deployments.errors import APIError
+from deployments.routing.bands import NoPoolFits
+from deployments.schemas import StreamOptions
+
+if TYPE_CHECKING:
+    from deployments.ingress import Ingress
+
+
+class UploadBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="The document (UTF-8).")
+    model: str | None = Field(default=None, description="Count for this model only (default: all).")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Client JSON object, stored as-is.")
+
+
+class AskBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str | None = Field(default=None, min_length=1)
+    questions: list[str] | None = Field(default=None, min_length=1)
+    model: str | None = Field(default=None, description="Default: the first model the document was counted for.")
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.question is None) == (self.questions is None):
+            raise ValueError("give exactly one of question or questions")
+        if self.questions is not None and any(not q for q in self.questions):
+            raise ValueError("questions must not be empty strings")
+        return self
+
+    def all_questions(self) -> list[str]:
+        return [self.question] if self.question is not None else list(self.questions)
+
+    def sampling(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in ("temperature", "top_p", "seed", "stop") if getattr(self, k) is not None}
+        out["stream"] = self.stream
+        if self.stream_options is not None:
+            out["stream_options"] = self.stream_options.model_dump()
+        return out
+
+
+def _store_error(exc: DocumentStoreError) -> APIError:
+    status = getattr(exc, "http_status", 400)
+    return APIError(status, str(exc), code=type(exc).__name__.lower())
+
+
+def _meta_view(meta: DocumentMeta) -> dict[str, Any]:
+    view = meta.model_dump(exclude={"owner"})
+    view["object"] = "document"
+    return view
+
+
+class DocumentService:
+    """Documents of the ingress: store, layout, and the question path."""
+
+    def __init__(self, ingress: "Ingress", store: DocumentStore):
+        self._ingress = ingress
+        self._store = store
+        self._layout = DocumentLayout(ingress.cluster.documents.system_prompt)
+        self._max_questions = ingress.cluster.documents.max_questions
+        self._layout_keys = {name: self._layout.key(tok) for name, tok in ingress.tokenizers.items()}
+
+    # --- upload ------------------------------------------------------------
+
+    async def upload(self, request: Request) -> Response:
+        owner = request.state.principal
+        text, model, metadata = await self._read_upload(request)
+        if model is not None:
+            self._ingress.tokenizer_for(model, request.state)
+        models = [model] if model is not None else list(self._ingress.tokenizers)
+        try:
+            doc = Document.new(text, owner=owner, metadata=metadata)
+        except DocumentStoreError as exc:
+            raise _store_error(exc) from None
+        limits = self._store.limits
+        if doc.bytes > limits.max_document_bytes:
+            raise APIError(413, f"document is {doc.bytes} bytes, over the limit of "
+                                f"{limits.max_document_bytes} bytes", code="document_too_large")
+        ids_by_model = dict(zip(models, await asyncio.gather(*[
+            asyncio.to_thread(self._layout.prefix_ids, self._ingress.tokenizers[m], doc.text) for m in models
+        ])))
+        tokens, pools, refusals = {}, {}, []
+        for name, ids in ids_by_model.items():
+            try:
+                limits.check_tokens(len(ids))
+                decision = self._ingress.bands.choose(name, len(ids), self._question_budget(name))
+            except (NoPoolFits, DocumentStoreError) as exc:
+                refusals.append(str(exc))
+                continue
+            tokens[name], pools[name] = len(ids), decision.pool.name
+        if not tokens:
+            raise APIError(413, "document does not fit any pool: " + "; ".join(refusals),
+                           code="document_too_large")
+        doc = doc.model_copy(update={"tokens": tokens, "pools": pools})
+        blobs = {self._layout_keys[m]: encode_ids(ids_by_model[m]) for m in tokens}
+        try:
+            await asyncio.to_thread(self._store.put, doc, token_ids=blobs)
+        except DocumentStoreError as exc:
+            raise _store_error(exc) from None
+        self._ingress.metrics.documents_stored(await asyncio.to_thread(self._store.count))
+        return JSONResponse(
+            {"id": doc.id, "object": "document", "tokens": tokens, "pool": pools,
+             "created": doc.created, "bytes": doc.bytes},
+            status_code=201,
+        )
+
+    def _question_budget(self, model: str) -> int:
+        """Room a document must leave for a question and its answer."""
+        return self._ingress.cluster.models[model].default_max_tokens + 64
+
+    async def _read_upload(self, request: Request) -> tuple[str | bytes, str | None, dict]:
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            form = await request.form()
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise APIError(422, "multipart upload needs a 'file' part", code="invalid_request", param="file")
+            raw = await upload.read()
+            metadata = form.get("metadata")
+            try:
+                parsed = json.loads(metadata) if isinstance(metadata, str) and metadata else {}
+            except json.JSONDecodeError:
+                raise APIError(422, "metadata must be a JSON object", param="metadata") from None
+            if not isinstance(parsed, dict):
+                raise APIError(422, "metadata must be a JSON object", param="metadata")
+            model = form.get("model")
+            return raw, model if isinstance(model, str) and model else None, parsed
+        try:
+            body = UploadBody.model_validate_json(await request.body())
+        except ValidationError as exc:
+            details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+            raise APIError(422, f"invalid document upload: {details}", code="invalid_request") from None
+        return body.text, body.model, body.metadata
+
+    # --- read / delete -------------------------------------------------------
+
+    async def list(self, request: Request, limit: int, after: str | None) -> dict:
+        try:
+            page = await asyncio.to_thread(self._store.list, request.state.principal, limit, after)
+        except DocumentStoreError as exc:
+            raise _store_error(exc) from None
+        return {"object": "list", "data": [_meta_view(m) for m in page.items],
+                "next_cursor": page.next_cursor, "has_more": page.next_cursor is not None}
+
+    async def _meta(self, request: Request, doc_id: str) -> DocumentMeta:
+        meta = await asyncio.to_thread(self._store.get_meta, doc_id, request.state.principal)
+        if meta is None:
+            raise APIError(404, f"document {doc_id} does not exist", code="document_not_found", param="id")
+        return meta
+
+    async def get(self, request: Request, doc_id: str) -> dict:
+        return _meta_view(await self._meta(request, doc_id))
+
+    async def delete(self, request: Request, doc_id: str) -> dict:
+        if not await asyncio.to_thread(self._store.delete, doc_id, request.state.principal):
+            raise APIError(404, f"document {doc_id} does not exist", code="document_not_found", param="id")
+        self._ingress.metrics.documents_stored(await asyncio.to_thread(self._store.count))
+        return {"id": doc_id, "object": "document", "deleted": True}
+
+    # --- ask ---------------------------------------------------------------
+
+    async def ask(self, request: Request, doc_id: str, body: AskBody) -> Response:
+        from deployments.ingress import _Timings
+
+        questions = body.all_questions()
+        if len(questions) > self._max_questions:
+            raise APIError(422, f"{len(questions)} questions in one call; the limit is {self._max_questions}",
+                           param="questions")
+        meta = await self._meta(request, doc_id)
+        model = body.model or next(iter(meta.tokens), None) or next(iter(self._ingress.tokenizers))
+        tokenizer = self._ingress.tokenizer_for(model, request.state)
+        timings = _Timings()
+        started = time.perf_counter()
+        prefix = await self._prefix_ids(request, meta, model)
+        prompts = await asyncio.to_thread(
+            lambda: [self._layout.question_ids(tokenizer, prefix, q) for q in questions]
+        )
+        timings.add("tokenize", time.perf_counter() - started)
+        decisions = [self._ingress.route(model, len(ids), body.max_tokens, timings) for ids in prompts]
+        requests = [
+            self._ingress.engine_request(model, d, ids, body.sampling())
+            for d, ids in zip(decisions, prompts)
+        ]
+        return await self._ingress.dispatch_many(decisions, requests, timings, document_key=meta.affinity_key)
+
+    async def _prefix_ids(self, request: Request, meta: DocumentMeta, model: str) -> list[int]:
+        """The stored prefix ids; counted now (once) if the upload skipped this model."""
+        owner = request.state.principal
+        layout_key = self._layout_keys[model]
+        blob = await asyncio.to_thread(self._store.get_token_ids, meta.id, owner, layout_key)
+        if blob is not None:
+            return decode_ids(blob)
+        doc = await asyncio.to_thread(self._store.get, meta.id, owner)
+        if doc is None:
+            raise APIError(404, f"document {meta.id} does not exist", code="document_not_found")
+        ids = await asyncio.to_thread(self._layout.prefix_ids, self._ingress.tokenizers[model], doc.text)
+        try:
+            await asyncio.to_thread(self._store.put_token_ids, meta.id, owner, layout_key, encode_ids(ids))
+            await asyncio.to_thread(self._store.update_counts, meta.id, owner, tokens={model: len(ids)})
+        except DocumentStoreError as exc:
+            raise _store_error(exc) from None
+        return ids
+
+
+def document_routes(service: DocumentService) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/documents", status_code=201)
+    async def upload(request: Request):
+        return await service.upload(request)
+
+    @router.get("/v1/documents")
+    async def list_documents(request: Request, limit: int = Query(20, ge=1, le=100), after: str | None = None):
+        return await service.list(request, limit, after)
+
+    @router.get("/v1/documents/{doc_id}")
+    async def get_document(request: Request, doc_id: str):
+        return await service.get(request, doc_id)
+
+    @router.delete("/v1/documents/{doc_id}")
+    async def delete_document(request: Request, doc_id: str):
+        return await service.delete(request, doc_id)
+
+    @router.post("/v1/documents/{doc_id}/ask")
+    async def ask(request: Request, doc_id: str, body: AskBody):
+        return await service.ask(request, doc_id, body)
+
+    return router
