@@ -5,6 +5,7 @@ Key layout (``p`` is the configured prefix)::
     {p}meta:{id}     hash: id, owner (absent for None), created, bytes,
                      metadata (JSON), affinity_key, tok:{model}, pool:{model}
     {p}text:{id}     string: the text, apart so listings never load it
+    {p}ids:{id}      hash: layout -> token ids (binary), absent if none
     {p}owner:-       sorted set of the anonymous owner's documents
     {p}owner:k:{o}   sorted set of owner o's documents
     {p}count         number of documents, for max_documents
@@ -38,24 +39,36 @@ from deployments.documents.store import (
     StoreLimits,
     StoreUnavailable,
     _AnyOwner,
+    check_layout,
     check_page_size,
     check_store_capacity,
+    check_token_ids,
     decode_cursor,
     encode_cursor,
     merge_counts,
     prepare,
+    prepare_token_ids,
 )
 
 # Redis does not roll back a script that fails half-way, so every command
 # that can fail on existing data (WRONGTYPE on the index, a counter that is
 # not a number) runs before the first write. The writes that follow target
 # keys just checked to be absent or of the right type.
+#
+# ARGV[10] is the number of token-id arguments (layout, ids pairs) that follow
+# it; the metadata hash fields come after those.
 _PUT = """
-local meta, text, index, count, total_bytes = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local meta, text, index, count, total_bytes, ids = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local n_ids = tonumber(ARGV[10])
 if redis.call('EXISTS', meta) == 1 then
   local o = redis.call('HMGET', meta, 'owner', 'affinity_key')
   local same_owner = (ARGV[1] == '1' and o[1] == ARGV[2]) or (ARGV[1] == '0' and not o[1])
-  if same_owner and o[2] == ARGV[3] then return {'exists'} end
+  if same_owner and o[2] == ARGV[3] then
+    -- A retried put: the ids are its only write, so a failure (WRONGTYPE)
+    -- still leaves nothing half-done.
+    if n_ids > 0 then redis.call('HSET', ids, unpack(ARGV, 11, 10 + n_ids)) end
+    return {'exists'}
+  end
   return {'duplicate'}
 end
 if redis.call('EXISTS', text) == 1 then return {'duplicate'} end
@@ -69,8 +82,13 @@ if n + 1 > tonumber(ARGV[6])
    or (ARGV[8] ~= '' and b + size > tonumber(ARGV[8])) then
   return {'full', n, owner_n, b}
 end
-redis.call('HSET', meta, unpack(ARGV, 10))
+-- Ids orphaned by a delete from code that predates them (a rolling
+-- upgrade) must not attach to a re-put of the same document. DEL cannot
+-- fail, and it leaves the key absent, so the HSET below cannot either.
+redis.call('DEL', ids)
+redis.call('HSET', meta, unpack(ARGV, 11 + n_ids))
 redis.call('SET', text, ARGV[9])
+if n_ids > 0 then redis.call('HSET', ids, unpack(ARGV, 11, 10 + n_ids)) end
 redis.call('ZADD', index, 0, ARGV[4])
 redis.call('INCR', count)
 redis.call('INCRBY', total_bytes, size)
@@ -81,10 +99,20 @@ _DELETE = """
 local o = redis.call('HMGET', KEYS[1], 'owner', 'created', 'bytes', 'id')
 if not o[2] then return 0 end
 if not ((ARGV[1] == '1' and o[1] == ARGV[2]) or (ARGV[1] == '0' and not o[1])) then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[6])
 redis.call('ZREM', KEYS[3], string.format('%012d:%s', tonumber(o[2]), o[4]))
 redis.call('DECR', KEYS[4])
 redis.call('DECRBY', KEYS[5], tonumber(o[3]))
+return 1
+"""
+
+# The owner check and the write in one script, so a concurrent delete cannot
+# land between them and leave ids without a document.
+_PUT_TOKEN_IDS = """
+local o = redis.call('HMGET', KEYS[1], 'owner', 'id')
+if not o[2] then return 0 end
+if not ((ARGV[1] == '1' and o[1] == ARGV[2]) or (ARGV[1] == '0' and not o[1])) then return 0 end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 return 1
 """
 
@@ -158,6 +186,16 @@ class RedisDocumentStore:
         self._put = self._redis.register_script(_PUT)
         self._delete = self._redis.register_script(_DELETE)
         self._update = self._redis.register_script(_UPDATE)
+        self._put_token_ids = self._redis.register_script(_PUT_TOKEN_IDS)
+        # Token ids are binary, which the decoding client would mangle on the
+        # way back; a second pool (connections open on first use) reads them.
+        self._binary = redis.Redis.from_url(
+            url,
+            decode_responses=False,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=min(timeout_s, 5.0),
+            health_check_interval=30,
+        )
         self._closed = threading.Event()
 
     @property
@@ -172,6 +210,9 @@ class RedisDocumentStore:
     def _text_key(self, id: str) -> str:
         return f"{self._p}text:{id}"
 
+    def _ids_key(self, id: str) -> str:
+        return f"{self._p}ids:{id}"
+
     def _index_key(self, owner: str | None) -> str:
         # "-" cannot collide with "k:..." so None stays distinct from every
         # real owner, including one literally named "-".
@@ -184,6 +225,7 @@ class RedisDocumentStore:
             self._index_key(owner),
             f"{self._p}count",
             f"{self._p}bytes",
+            self._ids_key(id),
         ]
 
     @contextmanager
@@ -203,8 +245,9 @@ class RedisDocumentStore:
 
     # ---------------------------------------------------------- interface
 
-    def put(self, doc: Document) -> None:
+    def put(self, doc: Document, token_ids: Mapping[str, bytes] | None = None) -> None:
         p = prepare(doc, self._limits)
+        ids = prepare_token_ids(token_ids, self._limits)
         lim = self._limits
         fields = ["id", doc.id, "created", str(doc.created), "bytes", str(doc.bytes)]
         fields += ["metadata", p.metadata_json, "affinity_key", doc.affinity_key]
@@ -220,6 +263,8 @@ class RedisDocumentStore:
             "" if lim.max_documents_per_owner is None else lim.max_documents_per_owner,
             "" if lim.max_total_bytes is None else lim.max_total_bytes,
             doc.text,
+            2 * len(ids),
+            *(x for layout, data in ids.items() for x in (layout, data)),
             *fields,
         ]
         # redis-py retries a command after a timeout; the script answers
@@ -307,6 +352,34 @@ class RedisDocumentStore:
         with self._errors():
             return bool(self._delete(keys=self._keys(id, owner), args=_owner_args(owner)))
 
+    def put_token_ids(self, id: str, owner: str | None, layout: str, ids: bytes) -> bool:
+        data = check_token_ids(layout, ids, self._limits)
+        if not isinstance(id, str) or not DOCUMENT_ID.match(id):
+            return False
+        with self._errors():
+            return bool(
+                self._put_token_ids(
+                    keys=[self._meta_key(id), self._ids_key(id)], args=[*_owner_args(owner), layout, data]
+                )
+            )
+
+    def get_token_ids(self, id: str, owner: str | None, layout: str) -> bytes | None:
+        check_layout(layout)
+        if not isinstance(id, str) or not DOCUMENT_ID.match(id):
+            return None
+        with self._errors():
+            pipe = self._binary.pipeline(transaction=True)
+            pipe.hmget(self._meta_key(id), "id", "owner")
+            pipe.hget(self._ids_key(id), layout)
+            (stored_id, stored_owner), data = pipe.execute()
+        if stored_id is None or data is None:
+            return None
+        # Stored owners are valid UTF-8 (the client encoded them strictly),
+        # so decoding cannot fail and compares exactly with ``owner``.
+        if (None if stored_owner is None else stored_owner.decode("utf-8")) != owner:
+            return None
+        return data
+
     def count(self, owner: str | None | _AnyOwner = ANY_OWNER) -> int:
         with self._errors():
             if owner is ANY_OWNER:
@@ -320,6 +393,7 @@ class RedisDocumentStore:
     def close(self) -> None:
         self._closed.set()
         self._redis.close()
+        self._binary.close()
 
     def __enter__(self) -> RedisDocumentStore:
         return self

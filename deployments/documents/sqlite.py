@@ -1,9 +1,9 @@
 """SQLite backend: the embedded default, one database file under data_dir.
 
-Metadata and text live in separate tables so listings and ``get_meta`` never
-page megabytes of text in. WAL lets reads run while a put writes, and several
-ingress processes on one node may share the file (local disk only: SQLite's
-locks are unreliable on network filesystems).
+Metadata, text and token ids live in separate tables so listings and
+``get_meta`` never page megabytes of text or ids in. WAL lets reads run while
+a put writes, and several ingress processes on one node may share the file
+(local disk only: SQLite's locks are unreliable on network filesystems).
 """
 
 from __future__ import annotations
@@ -26,18 +26,25 @@ from deployments.documents.store import (
     StoreLimits,
     StoreUnavailable,
     _AnyOwner,
+    check_layout,
     check_page_size,
     check_store_capacity,
+    check_token_ids,
     decode_cursor,
     dumps,
     merge_counts,
     prepare,
+    prepare_token_ids,
 )
 
 DB_FILE = "documents.sqlite3"
-SCHEMA_VERSION = 1
+# 1: documents, texts. 2: token_ids.
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
+# Every statement is idempotent, so one script both creates a new database and
+# migrates any older version: a version only ever adds tables.
+_SCHEMA = [
+    """
 CREATE TABLE IF NOT EXISTS documents (
     id           TEXT PRIMARY KEY,
     owner        TEXT,
@@ -47,13 +54,21 @@ CREATE TABLE IF NOT EXISTS documents (
     tokens       TEXT NOT NULL,
     pools        TEXT NOT NULL,
     affinity_key TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS documents_by_owner ON documents (owner, created, id);
+)""",
+    "CREATE INDEX IF NOT EXISTS documents_by_owner ON documents (owner, created, id)",
+    """
 CREATE TABLE IF NOT EXISTS texts (
     id   TEXT PRIMARY KEY,
     text TEXT NOT NULL
-);
-"""
+)""",
+    """
+CREATE TABLE IF NOT EXISTS token_ids (
+    id     TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    ids    BLOB NOT NULL,
+    PRIMARY KEY (id, layout)
+)""",
+]
 _META_COLUMNS = "id, owner, created, bytes, metadata, tokens, pools, affinity_key"
 
 
@@ -83,12 +98,15 @@ class SQLiteDocumentStore:
         self._lock = threading.Lock()
         self._idle: list[sqlite3.Connection] = []
         self._closed = False
-        with self._connection() as conn:
-            # WAL is a property of the file; setting it needs no other
-            # connection open, which holds here at start-up.
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        try:
+            with self._connection() as conn:
+                # WAL is a property of the file; setting it needs no other
+                # connection open, which holds here at start-up.
+                conn.execute("PRAGMA journal_mode=WAL")
+                self._migrate(conn)
+        except BaseException:
+            self.close()  # the caller never gets the object to close
+            raise
 
     @property
     def limits(self) -> StoreLimits:
@@ -146,8 +164,31 @@ class SQLiteDocumentStore:
             if conn.in_transaction:
                 conn.execute("COMMIT")
 
-    # These two are separate steps (rather than inlined) so tests can inject
-    # a failure between them.
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        # One IMMEDIATE transaction (not executescript, which commits first),
+        # so processes opening the file together migrate it once and
+        # user_version never names tables that are not there.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                # Older code writing to a newer schema could break invariants
+                # it does not know about (e.g. leave token ids on delete).
+                raise StoreUnavailable(
+                    f"{self.path} has schema version {version}; this code supports up to {SCHEMA_VERSION}"
+                )
+            if version < SCHEMA_VERSION:
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # These are separate steps (rather than inlined) so tests can inject a
+    # failure between them.
     def _insert_meta(self, conn: sqlite3.Connection, p: Prepared) -> None:
         d = p.doc
         conn.execute(
@@ -158,18 +199,28 @@ class SQLiteDocumentStore:
     def _insert_text(self, conn: sqlite3.Connection, p: Prepared) -> None:
         conn.execute("INSERT INTO texts (id, text) VALUES (?, ?)", (p.doc.id, p.doc.text))
 
+    def _insert_token_ids(self, conn: sqlite3.Connection, id: str, token_ids: Mapping[str, bytes]) -> None:
+        conn.executemany(
+            "INSERT OR REPLACE INTO token_ids (id, layout, ids) VALUES (?, ?, ?)",
+            [(id, layout, ids) for layout, ids in token_ids.items()],
+        )
+
     # ---------------------------------------------------------- interface
 
-    def put(self, doc: Document) -> None:
+    def put(self, doc: Document, token_ids: Mapping[str, bytes] | None = None) -> None:
         p = prepare(doc, self._limits)
+        ids = prepare_token_ids(token_ids, self._limits)
         with self._write() as conn:
             existing = conn.execute(
                 "SELECT owner, affinity_key FROM documents WHERE id = ?", (doc.id,)
             ).fetchone()
             if existing is not None:
-                conn.execute("ROLLBACK")
                 if existing == (doc.owner, doc.affinity_key):
+                    # A retried put: the first attempt may have run without
+                    # these ids (or the caller passed new ones).
+                    self._insert_token_ids(conn, doc.id, ids)
                     return
+                conn.execute("ROLLBACK")
                 raise DuplicateDocument(f"document {doc.id} already exists")
             total, total_bytes = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM documents"
@@ -182,8 +233,13 @@ class SQLiteDocumentStore:
             check_store_capacity(
                 self._limits, total=total, owner_total=owner_total, total_bytes=total_bytes, new_bytes=doc.bytes
             )
+            # Code from before token ids deletes documents but not their ids;
+            # if such orphans share this id (a re-put of a deleted document),
+            # they must not come back attached to it.
+            conn.execute("DELETE FROM token_ids WHERE id = ?", (doc.id,))
             self._insert_meta(conn, p)
             self._insert_text(conn, p)
+            self._insert_token_ids(conn, doc.id, ids)
 
     def get(self, id: str, owner: str | None) -> Document | None:
         if not isinstance(id, str) or not DOCUMENT_ID.match(id):
@@ -251,7 +307,33 @@ class SQLiteDocumentStore:
             gone = conn.execute("DELETE FROM documents WHERE id = ? AND owner IS ?", (id, owner)).rowcount
             if gone:
                 conn.execute("DELETE FROM texts WHERE id = ?", (id,))
+                conn.execute("DELETE FROM token_ids WHERE id = ?", (id,))
         return bool(gone)
+
+    def put_token_ids(self, id: str, owner: str | None, layout: str, ids: bytes) -> bool:
+        data = check_token_ids(layout, ids, self._limits)
+        if not isinstance(id, str) or not DOCUMENT_ID.match(id):
+            return False
+        with self._write() as conn:
+            # Inside the write transaction, so a concurrent delete cannot
+            # remove the document between this check and the insert.
+            row = conn.execute("SELECT 1 FROM documents WHERE id = ? AND owner IS ?", (id, owner)).fetchone()
+            if row is None:
+                return False
+            self._insert_token_ids(conn, id, {layout: data})
+        return True
+
+    def get_token_ids(self, id: str, owner: str | None, layout: str) -> bytes | None:
+        check_layout(layout)
+        if not isinstance(id, str) or not DOCUMENT_ID.match(id):
+            return None
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT t.ids FROM token_ids t JOIN documents d ON d.id = t.id "
+                "WHERE t.id = ? AND t.layout = ? AND d.owner IS ?",
+                (id, layout, owner),
+            ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def count(self, owner: str | None | _AnyOwner = ANY_OWNER) -> int:
         with self._connection() as conn:

@@ -28,6 +28,9 @@ MAX_PAGE_SIZE = 1000
 # Redis refuses strings over 512 MiB (proto-max-bulk-len), so a larger
 # per-document limit could never be honoured by every backend.
 _HARD_MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
+# Token ids are stored as the caller's array("I", ids).tobytes().
+TOKEN_ID_BYTES = 4
+MAX_LAYOUT_CHARS = 512
 _MAX_CREATED = 10**12  # keeps the fixed-width cursor/index encoding ordered
 _CURSOR = re.compile(r"^(\d{1,12})\.(doc-[0-9a-f]{24})$")
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -82,8 +85,8 @@ class LimitExceeded(DocumentStoreError):
 
 
 class DocumentTooLarge(LimitExceeded):
-    """The document exceeds max_document_bytes, max_metadata_bytes or
-    max_document_tokens."""
+    """The document exceeds max_document_bytes, max_metadata_bytes,
+    max_document_tokens or max_token_id_bytes."""
 
 
 class StoreFull(LimitExceeded):
@@ -235,6 +238,15 @@ class StoreLimits(_Strict):
         description="Most tokens a document may have for any model; checked by the "
         "API after tokenizing (see `check_tokens`).",
     )
+    max_token_id_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        gt=0,
+        le=_HARD_MAX_DOCUMENT_BYTES,
+        description="Largest stored token-id entry (one document, one layout) in "
+        "bytes, at 4 bytes per token: 8 MiB holds a max_document_tokens document "
+        "plus its prompt layout with room to spare. Must be at least "
+        "4 x max_document_tokens.",
+    )
     max_documents: int = Field(
         default=10_000,
         gt=0,
@@ -260,6 +272,13 @@ class StoreLimits(_Strict):
             raise ValueError("max_documents_per_owner must be <= max_documents")
         if self.max_total_bytes is not None and self.max_total_bytes < self.max_document_bytes:
             raise ValueError("max_total_bytes must be >= max_document_bytes")
+        # Otherwise every document near max_document_tokens would pass the
+        # token check and then fail when its ids are stored.
+        if self.max_token_id_bytes < TOKEN_ID_BYTES * self.max_document_tokens:
+            raise ValueError(
+                f"max_token_id_bytes must be >= {TOKEN_ID_BYTES} x max_document_tokens "
+                f"({TOKEN_ID_BYTES * self.max_document_tokens})"
+            )
         return self
 
     def check_tokens(self, tokens: int) -> None:
@@ -322,11 +341,15 @@ class DocumentStore(Protocol):
     @property
     def limits(self) -> StoreLimits: ...
 
-    def put(self, doc: Document) -> None:
-        """Store a new document, atomically: on any error nothing of it is
-        stored. Raises InvalidDocument, DocumentTooLarge, StoreFull,
-        DuplicateDocument, StoreUnavailable. Re-putting the identical
-        document is a no-op (so a retried put is safe)."""
+    def put(self, doc: Document, token_ids: Mapping[str, bytes] | None = None) -> None:
+        """Store a new document and, if given, its token ids per layout
+        ({layout: array("I", ids).tobytes()}), atomically: on any error
+        nothing of it is stored. Raises InvalidDocument, DocumentTooLarge,
+        StoreFull, DuplicateDocument, StoreUnavailable (and ValueError /
+        TypeError for a malformed layout or ids object, which are caller
+        bugs). Re-putting the identical document stores nothing new except
+        ``token_ids``, which overwrite the same layouts (so a retried put is
+        safe)."""
         ...
 
     def get(self, id: str, owner: str | None) -> Document | None:
@@ -356,8 +379,21 @@ class DocumentStore(Protocol):
         question for a model the upload did not count); None if not found."""
         ...
 
+    def put_token_ids(self, id: str, owner: str | None, layout: str, ids: bytes) -> bool:
+        """Store (or overwrite) the encoded token ids of ``owner``'s document
+        for ``layout``, atomically. False, storing nothing, if the document is
+        absent or not ``owner``'s. Raises DocumentTooLarge over
+        max_token_id_bytes. The bytes are opaque to the store."""
+        ...
+
+    def get_token_ids(self, id: str, owner: str | None, layout: str) -> bytes | None:
+        """The bytes stored for ``layout``, or None if there are none or the
+        document is absent or not ``owner``'s."""
+        ...
+
     def delete(self, id: str, owner: str | None) -> bool:
-        """True if ``owner``'s document existed and is now gone."""
+        """True if ``owner``'s document existed and is now gone, together
+        with its token ids."""
         ...
 
     def count(self, owner: str | None | _AnyOwner = ANY_OWNER) -> int:
@@ -468,6 +504,41 @@ def prepare(doc: Document, limits: StoreLimits) -> Prepared:
             "max_metadata_bytes", limits.max_metadata_bytes, metadata_size, "metadata is too large"
         )
     return Prepared(doc, metadata_json, dumps(doc.tokens), dumps(doc.pools))
+
+
+def check_layout(layout: str) -> None:
+    """Layouts come from server code, never from a client, so a bad one is a
+    bug: ValueError rather than an InvalidDocument the API would send back."""
+    if not isinstance(layout, str) or not 1 <= len(layout) <= MAX_LAYOUT_CHARS:
+        raise ValueError(f"layout must be a str of 1..{MAX_LAYOUT_CHARS} characters, got {layout!r:.80}")
+    try:
+        layout.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"layout {layout!r:.80} is not valid UTF-8") from None
+
+
+def check_token_ids(layout: str, ids: bytes, limits: StoreLimits) -> bytes:
+    """One (layout, ids) entry checked against the limits, as bytes (which
+    both drivers store as a binary value, whatever buffer was passed)."""
+    check_layout(layout)
+    if not isinstance(ids, (bytes, bytearray, memoryview)):
+        raise TypeError(f"token ids must be bytes (array('I', ids).tobytes()), got {type(ids).__name__}")
+    data = bytes(ids)
+    if len(data) > limits.max_token_id_bytes:
+        raise DocumentTooLarge(
+            "max_token_id_bytes", limits.max_token_id_bytes, len(data), f"token ids for {layout!r} are too large"
+        )
+    return data
+
+
+def prepare_token_ids(token_ids: Mapping[str, bytes] | None, limits: StoreLimits) -> dict[str, bytes]:
+    """Every entry of ``put(..., token_ids=...)`` checked before anything is
+    written, so one oversized layout leaves the whole put undone."""
+    if token_ids is None:
+        return {}
+    if not isinstance(token_ids, Mapping):
+        raise TypeError(f"token_ids must be a mapping of layout to bytes, got {type(token_ids).__name__}")
+    return {layout: check_token_ids(layout, ids, limits) for layout, ids in token_ids.items()}
 
 
 def check_store_capacity(
