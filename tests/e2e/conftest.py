@@ -17,6 +17,12 @@ from cluster.config import ClusterConfig, load_config, profile_path
 MAX_DOCUMENT_BYTES = 2_000_000
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests that kill parts of the shared cluster run last, after every
+    test that needs it whole."""
+    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,0 +1,203 @@
+"""Document QA: cold vs warm time to first token, affinity, throughput, by router.
+
+For each replica router (ours: bounded-load document affinity; Serve's
+default power-of-two; Ray Serve LLM's PrefixCacheAffinityRouter) the script
+starts the cluster from benchmarks/profiles/doc-qa-cpu.yaml (one pool, two
+replicas, KV capped near three 16k documents per replica), uploads N
+documents of ~16k tokens and asks Q questions about each, round-robin over
+the documents with a few requests in flight, as a QA front end would.
+
+Per router it reports: TTFT of each document's first question (cold), of the
+later ones (warm), the share of follow-ups answered by the replica that
+answered the document's first question, and questions per second.
+
+    .venv/bin/python benchmarks/doc_qa.py --documents 6 --questions 5
+
+Writes benchmarks/results/doc_qa.json and doc_qa.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PROFILE = REPO / "benchmarks" / "profiles" / "doc-qa-cpu.yaml"
+MODEL = "internlm2_5-7b-chat-1m"
+ROUTERS = ("affinity", "power_of_two", "prefix_cache")
+QUESTIONS = [
+    "Which party carries the obligations in clause 4?",
+    "Summarise the termination terms.",
+    "What are the payment deadlines?",
+    "Who may audit the records?",
+    "What happens on breach?",
+    "Which law governs the contract?",
+    "List every notice period.",
+    "Is there a liability cap?",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def document_text(index: int, tokens: int, tokenizer) -> str:
+    """A synthetic contract of about `tokens` tokens, distinct per index."""
+    clauses = []
+    n = 0
+    while True:
+        clause = (f"Clause {index}.{n}: party {n % 5} of contract {index} shall deliver item "
+                  f"{(n * 7919 + index) % 1000} by day {n % 28 + 1} or pay a fee of {n * 13 % 997} units. ")
+        clauses.append(clause)
+        n += 1
+        if n % 200 == 0 and len(tokenizer.text_ids("".join(clauses), add_special_tokens=False)) >= tokens:
+            return "".join(clauses)
+
+
+def ask_streaming(client: httpx.Client, doc_id: str, question: str) -> dict:
+    started = time.perf_counter()
+    ttft = None
+    with client.stream("POST", f"/v1/documents/{doc_id}/ask",
+                       json={"question": question, "max_tokens": 8, "stream": True}) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"ask failed: {response.status_code} {response.read()[:300]!r}")
+        replica = response.headers.get("x-replica", "")
+        for line in response.iter_lines():
+            if ttft is None and line.startswith("data: {") and '"content"' in line:
+                ttft = time.perf_counter() - started
+    return {"ttft_s": ttft, "total_s": time.perf_counter() - started, "replica": replica}
+
+
+def run_router(router: str, args, tokenizer, texts: list[str]) -> dict:
+    import ray
+    from ray import serve
+
+    from cluster.cli import start_cluster
+    from cluster.config import load_config
+
+    port = _free_port()
+    overrides = [f"ingress.port={port}", f"pools.il25-qa.routing.policy={router}",
+                 f"documents.store.data_dir={args.data_dir}/{router}-{int(time.time())}"]
+    config = load_config(PROFILE, overrides)
+    print(f"[doc_qa] {router}: starting the cluster ...", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    start_cluster(config, str(PROFILE), overrides, address=None, metrics_port=_free_port())
+    print(f"[doc_qa] {router}: up in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=1800)
+    try:
+        docs = []
+        for text in tqdm(texts, desc=f"{router}: upload", file=sys.stderr):
+            response = client.post("/v1/documents", json={"text": text, "model": MODEL})
+            response.raise_for_status()
+            docs.append(response.json())
+        # Round-robin: every document's question k before any question k+1,
+        # `concurrency` requests in flight.
+        schedule = [(d, q) for q in range(args.questions) for d in range(len(docs))]
+        results: dict[tuple[int, int], dict] = {}
+        bar = tqdm(total=len(schedule), desc=f"{router}: questions", file=sys.stderr)
+        started = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            for wave_start in range(0, len(schedule), len(docs)):
+                wave = schedule[wave_start:wave_start + len(docs)]
+                futures = {pool.submit(ask_streaming, client, docs[d]["id"], QUESTIONS[q % len(QUESTIONS)]): (d, q)
+                           for d, q in wave}
+                for future, key in futures.items():
+                    results[key] = future.result()
+                    bar.update(1)
+        wall = time.perf_counter() - started
+        bar.close()
+    finally:
+        client.close()
+        serve.shutdown()
+        ray.shutdown()
+    cold = [results[(d, 0)]["ttft_s"] for d in range(len(docs))]
+    warm = [results[(d, q)]["ttft_s"] for d in range(len(docs)) for q in range(1, args.questions)]
+    follow_ups = [(d, q) for d in range(len(docs)) for q in range(1, args.questions)]
+    on_holder = sum(results[(d, q)]["replica"] == results[(d, 0)]["replica"] for d, q in follow_ups)
+    return {
+        "router": router,
+        "documents": len(docs),
+        "document_tokens": [doc["tokens"][MODEL] for doc in docs],
+        "questions_per_document": args.questions,
+        "cold_ttft_s_median": statistics.median(cold),
+        "warm_ttft_s_median": statistics.median(warm),
+        "warm_ttft_s_p90": sorted(warm)[int(0.9 * (len(warm) - 1))],
+        "cold_over_warm": statistics.median(cold) / statistics.median(warm),
+        "follow_ups_on_holding_replica": on_holder / len(follow_ups),
+        "questions_per_s": len(schedule) / wall,
+        "replicas_used": sorted({r["replica"] for r in results.values()}),
+    }
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    names = [r["router"] for r in rows]
+    x = range(len(rows))
+    ax1.bar([i - 0.2 for i in x], [r["cold_ttft_s_median"] for r in rows], width=0.4, label="cold (1st question)")
+    ax1.bar([i + 0.2 for i in x], [r["warm_ttft_s_median"] for r in rows], width=0.4, label="warm (follow-ups)")
+    ax1.set_xticks(list(x), names)
+    ax1.set_ylabel("median TTFT (s)")
+    ax1.set_yscale("log")
+    ax1.legend()
+    ax1.set_title("Time to first token, 16k-token documents")
+    ax2.bar(list(x), [100 * r["follow_ups_on_holding_replica"] for r in rows])
+    ax2.set_xticks(list(x), names)
+    ax2.set_ylabel("% follow-ups on the holding replica")
+    ax2.set_ylim(0, 105)
+    ax2.set_title("Document affinity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--documents", type=int, default=6)
+    parser.add_argument("--questions", type=int, default=5)
+    parser.add_argument("--document-tokens", type=int, default=16_000)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--routers", default=",".join(ROUTERS))
+    parser.add_argument("--data-dir", default=str(REPO / "build" / "data" / "bench"))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "doc_qa.json"))
+    args = parser.parse_args()
+
+    from cluster.config import load_config
+    from cluster.demo import build_all
+    from deployments.tokens import PromptTokenizer
+
+    build_all(REPO / "build" / "models")
+    config = load_config(PROFILE)
+    tokenizer = PromptTokenizer(MODEL, config.models[MODEL])
+    texts = [document_text(i, args.document_tokens, tokenizer) for i in range(args.documents)]
+    rows = [run_router(router, args, tokenizer, texts) for router in args.routers.split(",")]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"profile": str(PROFILE.relative_to(REPO)), "results": rows}, indent=2))
+    plot(rows, out.with_suffix(".png"))
+    for row in rows:
+        print(f"{row['router']:>14}: cold {row['cold_ttft_s_median']:.2f} s, warm {row['warm_ttft_s_median']:.3f} s "
+              f"({row['cold_over_warm']:.0f}x), {100 * row['follow_ups_on_holding_replica']:.0f}% on holder, "
+              f"{row['questions_per_s']:.2f} q/s")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

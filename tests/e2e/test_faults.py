@@ -1,0 +1,78 @@
+"""Faults on the real stack: an engine replica dies in the middle of streams."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from tests.e2e.test_reliability import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.disruptive]
+
+IL3 = "internlm3-8b-instruct"
+IL25 = "internlm2_5-7b-chat-1m"
+
+
+def _replica_actors(deployment: str) -> list:
+    import ray
+
+    names = [a for a in ray.util.list_named_actors(all_namespaces=True)
+             if f"#{deployment}#" in a["name"]]
+    return [ray.get_actor(a["name"], namespace=a["namespace"]) for a in names]
+
+
+def _stream_until_end(base_url: str, out: dict, started: threading.Event) -> None:
+    body = {"model": IL3, "prompt": "alpha " * 500, "max_tokens": 6000, "ignore_eos": True, "stream": True}
+    with httpx.Client(base_url=base_url, timeout=600) as client:
+        with client.stream("POST", "/v1/completions", json=body) as response:
+            out["status"] = response.status_code
+            lines = []
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    lines.append(line)
+                    started.set()
+            out["lines"] = lines
+
+
+def test_engine_replica_killed_mid_stream(cluster, http):
+    import ray
+
+    pool = cluster.config.pools_of(IL3)[0].name
+    results = [{} for _ in range(2)]
+    events = [threading.Event() for _ in results]
+    threads = [threading.Thread(target=_stream_until_end, args=(cluster.base_url, r, e), daemon=True)
+               for r, e in zip(results, events)]
+    for thread in threads:
+        thread.start()
+    for event in events:
+        assert event.wait(120), "streams did not start"
+    (replica,) = _replica_actors(f"pool-{pool}")
+    ray.kill(replica, no_restart=True)
+
+    # The in-flight clients get a clean error event and the stream ends: no hang.
+    for thread in threads:
+        thread.join(timeout=120)
+        assert not thread.is_alive(), "a client hung after its replica died"
+    for result in results:
+        assert result["status"] == 200
+        assert result["lines"][-1] == "data: [DONE]"
+        assert any('"error"' in line for line in result["lines"]), "no error event before [DONE]"
+
+    # Other pools keep serving meanwhile.
+    other = http.post("/v1/chat/completions", json={
+        "model": IL25, "messages": [{"role": "user", "content": "still there?"}], "max_tokens": 2})
+    assert other.status_code == 200
+
+    # Serve brings the replica back and the pool answers again. While it is
+    # down the ingress answers 503 (never a 5xx of its own making, never a hang).
+    def pool_serves():
+        response = http.post("/v1/chat/completions", json={
+            "model": IL3, "messages": [{"role": "user", "content": "back?"}], "max_tokens": 2})
+        assert response.status_code in (200, 503), response.text
+        if response.status_code == 503:
+            assert response.json()["error"]["code"] == "pool_unavailable"
+        return response.status_code == 200
+
+    wait_until(pool_serves, 300, f"pool {pool} to serve again after its replica was killed")
