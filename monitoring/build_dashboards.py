@@ -1,0 +1,301 @@
+"""Write the Grafana dashboards in monitoring/dashboards/ from one description.
+
+The JSON files are what Grafana imports and what the tests read; this script
+keeps the shared pieces (datasource variable, the pool join, units) identical
+across three dashboards. Edit here, run `python monitoring/build_dashboards.py`,
+commit both; tests/monitoring/test_rules.py fails when they disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+DASHBOARDS = Path(__file__).resolve().parent / "dashboards"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+APP = 'application="longctx"'
+
+# vLLM's series name the Serve replica (ReplicaId) but not the pool: two pools
+# can serve one model. Serve's per-replica gauge maps replica -> deployment
+# "pool-<name>"; joining through it gives every engine figure a pool label.
+# Inlined rather than using the longctx:replica_pool recording rule so the
+# dashboards also work on a Prometheus without this project's rules.
+POOL_MAP = (
+    'group by (ReplicaId, pool) (label_replace(label_replace('
+    f'ray_serve_replica_processing_queries{{{APP}, deployment=~"pool-($pool)"}}, '
+    '"ReplicaId", "$1", "replica", "(.+)"), "pool", "$1", "deployment", "pool-(.+)"))'
+)
+ALL_POOLS_MAP = POOL_MAP.replace("pool-($pool)", "pool-.+")
+
+
+def by_pool(series: str, pool_map: str = POOL_MAP) -> str:
+    return f"{series} * on (ReplicaId) group_left (pool) {pool_map}"
+
+
+def or_idle_zero(expr: str, pool_map: str = POOL_MAP) -> str:
+    """Show 0, not "No data", for pools whose engines are idle.
+
+    Ray's metrics agent drops a gauge that has not been set for two export
+    intervals, and vLLM sets its gauges only when the engine steps: an idle
+    pool's running/waiting/KV series vanish rather than read 0.
+    """
+    return f"({expr}) or on (pool) (0 * group by (pool) ({pool_map}))"
+
+
+def quantile(q: float, bucket: str, by: str, pool_map: str | None = POOL_MAP) -> str:
+    rate = f"rate({bucket}[$__rate_interval])"
+    if pool_map:
+        rate = by_pool(rate, pool_map)
+    return f"histogram_quantile({q}, sum by ({by}, le) ({rate}))"
+
+
+def target(expr: str, legend: str = "", ref: str = "A", **extra) -> dict:
+    return {"refId": ref, "datasource": DATASOURCE, "expr": expr, "legendFormat": legend, **extra}
+
+
+def quantile_targets(bucket: str, by: str, legend: str, pool_map: str | None = POOL_MAP) -> list[dict]:
+    return [
+        target(quantile(q, bucket, by, pool_map), f"{legend} p{int(q * 100)}", ref)
+        for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))
+    ]
+
+
+def panel(title: str, description: str, targets: list[dict], unit: str = "short",
+          kind: str = "timeseries", defaults: dict | None = None, custom: dict | None = None,
+          **options) -> dict:
+    field_defaults = {"unit": unit, **(defaults or {})}
+    if custom:
+        field_defaults["custom"] = custom
+    return {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "fieldConfig": {"defaults": field_defaults, "overrides": []},
+        "options": options,
+    }
+
+
+def layout(panels: list[dict], width: int = 12, height: int = 8) -> list[dict]:
+    """Two panels a row (stats: four), ids in reading order."""
+    x = y = 0
+    row_height = 0
+    for i, p in enumerate(panels, start=1):
+        w = 6 if p["type"] == "stat" else width
+        h = 4 if p["type"] == "stat" else height
+        if x + w > 24:
+            x, y = 0, y + row_height
+            row_height = 0
+        p["id"] = i
+        p["gridPos"] = {"x": x, "y": y, "w": w, "h": h}
+        x += w
+        row_height = max(row_height, h)
+    return panels
+
+
+def datasource_variable() -> dict:
+    return {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+        "refresh": 1,
+        "regex": "",
+        "options": [],
+    }
+
+
+def pool_variable() -> dict:
+    query = f'label_values(ray_serve_replica_processing_queries{{{APP}, deployment=~"pool-.+"}}, deployment)'
+    return {
+        "name": "pool",
+        "label": "Pool",
+        "type": "query",
+        "datasource": DATASOURCE,
+        "definition": query,
+        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "regex": "/^pool-(.+)$/",
+        "includeAll": True,
+        "multi": True,
+        # Panels match deployment=~"pool-($pool)": "All" must be a regex.
+        "allValue": ".+",
+        "current": {},
+        "refresh": 2,
+        "sort": 1,
+        "hide": 0,
+        "options": [],
+    }
+
+
+def dashboard(uid: str, title: str, description: str, panels: list[dict], variables: list[dict]) -> dict:
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["longctx"],
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": "30s",
+        "time": {"from": "now-1h", "to": "now"},
+        "timezone": "browser",
+        "annotations": {"list": []},
+        "links": [{"title": "longctx", "type": "dashboards", "tags": ["longctx"], "asDropdown": True}],
+        "templating": {"list": [datasource_variable(), *variables]},
+        "panels": layout(panels),
+    }
+
+
+def overview() -> dict:
+    healthy = f'ray_serve_deployment_replica_healthy{{{APP}}}'
+    requests = "ray_longctx_requests_total"
+    panels = [
+        panel("Pools", "Engine pools (length bands) deployed in Serve.",
+              [target(f'count(sum by (deployment) (ray_serve_deployment_replica_healthy{{{APP}, deployment=~"pool-.+"}}))')],
+              kind="stat", colorMode="value", graphMode="none"),
+        panel("Healthy replicas", "Healthy replicas of all deployments (pools and ingress).",
+              [target(f"sum({healthy})")], kind="stat", colorMode="value", graphMode="none"),
+        panel("Requests/s", "Requests answered by the ingress, all models and statuses.",
+              [target(f"sum(rate({requests}[$__rate_interval]))")], unit="reqps", kind="stat", graphMode="area"),
+        panel("5xx ratio", "Share of answers that are server errors (shown as 0 while there are none).",
+              [target(f'(sum(rate({requests}{{status=~"5.."}}[$__rate_interval])) or vector(0))'
+                      f" / sum(rate({requests}[$__rate_interval]))")],
+              unit="percentunit", kind="stat", graphMode="area"),
+        panel("Replicas up by deployment", "Healthy replicas per Serve deployment; a pool at 0 cannot serve its band.",
+              [target(f"sum by (deployment) ({healthy})", "{{deployment}}")]),
+        panel("Request rate by model and status", "Requests answered by the ingress per second.",
+              [target(f"sum by (model, status) (rate({requests}[$__rate_interval]))", "{{model}} {{status}}")],
+              unit="reqps"),
+        panel("Errors by status", "Client (4xx) and server (5xx) errors per second, by HTTP status.",
+              [target(f'sum by (status) (rate({requests}{{status=~"[45].."}}[$__rate_interval]))', "{{status}}")],
+              unit="reqps"),
+        panel("Rejections by reason", "Requests the ingress refused: over_length (413), overload (429), "
+              "unknown_model (404), bad_request (4xx), unavailable (503/504).",
+              [target("sum by (reason) (rate(ray_longctx_rejections_total[$__rate_interval]))", "{{reason}}")],
+              unit="reqps"),
+        panel("Routing mix by band", "Share of routed requests sent to each pool (length band).",
+              [target("sum by (pool) (rate(ray_longctx_routed_requests_total[$__rate_interval]))"
+                      " / ignoring (pool) group_left () sum(rate(ray_longctx_routed_requests_total[$__rate_interval]))",
+                      "{{pool}}")],
+              unit="percentunit", custom={"stacking": {"mode": "normal"}}),
+        panel("Routed requests by band", "Requests per second sent to each pool.",
+              [target("sum by (model, pool) (rate(ray_longctx_routed_requests_total[$__rate_interval]))",
+                      "{{model}} → {{pool}}")], unit="reqps"),
+        panel("In-flight requests by pool", "Requests the ingress holds for each pool right now.",
+              # The ingress sets this gauge only when a request starts or ends, and
+              # Ray drops unrefreshed gauges: fall back to 0 for every known pool.
+              [target("sum by (pool) (ray_longctx_in_flight_requests)"
+                      " or on (pool) (0 * sum by (pool) (ray_longctx_routed_requests_total))", "{{pool}}")]),
+        panel("Serve queue by deployment", "Requests waiting in Serve's router for a free replica slot "
+              "(every replica at max_ongoing_requests).",
+              [target(f"sum by (deployment) (ray_serve_deployment_queued_queries{{{APP}}})", "{{deployment}}")]),
+        panel("Ingress overhead p95", "Time the ingress spends per request before the engine: tokenizing and choosing a pool.",
+              [target(quantile(0.95, "ray_longctx_ingress_stage_seconds_bucket", "stage", None), "{{stage}} p95")],
+              unit="s"),
+        panel("TTFT p95 by band", "Time to first token per pool (p95); compare with the band's objective.",
+              [target(quantile(0.95, "ray_vllm_time_to_first_token_seconds_bucket", "pool", ALL_POOLS_MAP),
+                      "{{pool}}")], unit="s"),
+    ]
+    return dashboard("longctx-overview", "longctx / Cluster overview",
+                     "Pools, replicas, traffic, errors, rejections and routing of the long-context cluster.",
+                     panels, [])
+
+
+def pool() -> dict:
+    def engine(series: str) -> str:
+        return by_pool(series)
+
+    panels = [
+        panel("Healthy replicas", "Healthy Serve replicas of the selected pool(s).",
+              [target(f'sum by (deployment) (ray_serve_deployment_replica_healthy{{{APP}, deployment=~"pool-($pool)"}})',
+                      "{{deployment}}")]),
+        panel("Time to first token", "TTFT percentiles: queueing plus prefill of the whole prompt.",
+              quantile_targets("ray_vllm_time_to_first_token_seconds_bucket", "pool", "{{pool}}"), unit="s"),
+        panel("Inter-token latency", "Time between consecutive output tokens (decode speed seen by a streaming client).",
+              quantile_targets("ray_vllm_inter_token_latency_seconds_bucket", "pool", "{{pool}}"), unit="s"),
+        panel("End-to-end request latency", "Engine time from arrival to the last token.",
+              quantile_targets("ray_vllm_e2e_request_latency_seconds_bucket", "pool", "{{pool}}"), unit="s"),
+        panel("Queue time p95", "Time requests wait in vLLM's scheduler before their prefill starts.",
+              [target(quantile(0.95, "ray_vllm_request_queue_time_seconds_bucket", "pool"), "{{pool}}")], unit="s"),
+        panel("Prompt tokens/s", "Prefill throughput: prompt tokens processed per second.",
+              [target(f"sum by (pool) ({engine('rate(ray_vllm_prompt_tokens_total[$__rate_interval])')})", "{{pool}}")]),
+        panel("Generation tokens/s", "Decode throughput: tokens generated per second.",
+              [target(f"sum by (pool) ({engine('rate(ray_vllm_generation_tokens_total[$__rate_interval])')})", "{{pool}}")]),
+        panel("Running and waiting requests", "Requests in vLLM's running batch and waiting for a slot or KV blocks.",
+              [target(or_idle_zero(f"sum by (pool) ({engine('ray_vllm_num_requests_running')})"), "{{pool}} running", "A"),
+               target(or_idle_zero(f"sum by (pool) ({engine('ray_vllm_num_requests_waiting')})"), "{{pool}} waiting", "B")]),
+        panel("Serve queue", "Requests waiting in Serve's router for a replica slot of this pool.",
+              [target(f'sum by (deployment) (ray_serve_deployment_queued_queries{{{APP}, deployment=~"pool-($pool)"}})',
+                      "{{deployment}}")]),
+        panel("KV cache usage", "Fraction of KV cache blocks in use (max over the pool's replicas).",
+              [target(or_idle_zero(f"max by (pool) ({engine('ray_vllm_kv_cache_usage_perc')})"), "{{pool}}")],
+              unit="percentunit", defaults={"min": 0, "max": 1}),
+        panel("Prefix cache hit rate", "Share of prompt tokens found in the prefix cache: high when documents repeat "
+              "on the same replica.",
+              [target(f"sum by (pool) ({engine('rate(ray_vllm_prefix_cache_hits_total[$__rate_interval])')})"
+                      f" / sum by (pool) ({engine('rate(ray_vllm_prefix_cache_queries_total[$__rate_interval])')})",
+                      "{{pool}}")], unit="percentunit"),
+        panel("Preemptions/s", "Running requests evicted for lack of KV cache and recomputed later.",
+              [target(f"sum by (pool) ({engine('rate(ray_vllm_num_preemptions_total[$__rate_interval])')})", "{{pool}}")]),
+        panel("Finished requests by reason", "Engine requests finished per second: stop, length, abort.",
+              [target(f"sum by (pool, finished_reason) ({engine('rate(ray_vllm_request_success_total[$__rate_interval])')})",
+                      "{{pool}} {{finished_reason}}")], unit="reqps"),
+    ]
+    return dashboard("longctx-pool", "longctx / Pool", "Engine metrics of one pool (vLLM through Ray Serve LLM).",
+                     panels, [pool_variable()])
+
+
+def long_context() -> dict:
+    panels = [
+        panel("Prompt length distribution", "Routed requests per prompt-length bucket over the dashboard's time range "
+              "(ingress count, buckets double from 16 to 1M tokens).",
+              [target("sum by (le) (increase(ray_longctx_prompt_tokens_bucket[$__range]))", "{{le}}",
+                      format="heatmap", instant=True)], kind="bargauge", displayMode="basic",
+              orientation="vertical"),
+        panel("Prompt length by band", "Prompt length percentiles per pool.",
+              quantile_targets("ray_longctx_prompt_tokens_bucket", "pool", "{{pool}}", None)),
+        panel("Completion length by band", "Completion tokens per finished non-streaming request.",
+              [target(quantile(0.95, "ray_longctx_completion_tokens_bucket", "pool", None), "{{pool}} p95")]),
+        panel("TTFT p50 by band", "Median time to first token per length band.",
+              [target(quantile(0.5, "ray_vllm_time_to_first_token_seconds_bucket", "pool", ALL_POOLS_MAP), "{{pool}}")],
+              unit="s"),
+        panel("TTFT p95 by band", "p95 time to first token per length band; LongctxTTFTHigh compares it with the band's "
+              "objective.",
+              [target(quantile(0.95, "ray_vllm_time_to_first_token_seconds_bucket", "pool", ALL_POOLS_MAP), "{{pool}}")],
+              unit="s"),
+        panel("Prefill time p95 by band", "Engine prefill time alone (no queueing): grows with prompt length.",
+              [target(quantile(0.95, "ray_vllm_request_prefill_time_seconds_bucket", "pool", ALL_POOLS_MAP), "{{pool}}")],
+              unit="s"),
+        panel("Mean prompt tokens by band", "Average routed prompt length per pool.",
+              [target("sum by (pool) (rate(ray_longctx_prompt_tokens_sum[$__rate_interval]))"
+                      " / sum by (pool) (rate(ray_longctx_prompt_tokens_count[$__rate_interval]))", "{{pool}}")]),
+        panel("Over-length rejections (413)", "Requests longer than the model's longest band, per second.",
+              [target('sum by (model) (rate(ray_longctx_rejections_total{reason="over_length"}[$__rate_interval]))',
+                      "{{model}}")], unit="reqps"),
+    ]
+    return dashboard("longctx-long-context", "longctx / Long context",
+                     "Request lengths and latency by length band.", panels, [])
+
+
+BUILDERS = {"longctx-overview.json": overview, "longctx-pool.json": pool, "longctx-long-context.json": long_context}
+
+
+def render() -> dict[str, str]:
+    return {name: json.dumps(build(), indent=2, ensure_ascii=False) + "\n" for name, build in BUILDERS.items()}
+
+
+def main() -> int:
+    DASHBOARDS.mkdir(exist_ok=True)
+    for name, text in render().items():
+        (DASHBOARDS / name).write_text(text)
+        print(DASHBOARDS / name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
