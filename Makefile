@@ -11,11 +11,12 @@ TORCH_VERSION := 2.13.0+cpu
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 PYTEST_ARGS ?=
 
-.PHONY: venv demo run test soak clean help redis-server
+.PHONY: venv demo run test soak clean help prometheus monitor redis-server
 
 help:
 	@echo "make run [PROFILE=cpu-demo]   install, build demo models, serve on 127.0.0.1:8000"
 	@echo "make test                     install, build demo models, run the whole suite"
+	@echo "make monitor                  local Prometheus (rules included) scraping the local cluster"
 
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,11 +45,19 @@ redis-server:
 	command -v redis-server >/dev/null || (apt-get update && apt-get install -y --no-install-recommends redis-server) \
 	  || echo "redis-server not installed (needs root): the Redis store tests will skip" >&2
 
-test: demo redis-server
+test: demo redis-server prometheus
 	$(PY) -m pytest -m "not soak" $(PYTEST_ARGS)
 
 soak: demo
 	$(PY) -m pytest -m soak tests/e2e
+
+# Debian's prometheus package also ships promtool, which the rule tests need.
+prometheus:
+	command -v prometheus >/dev/null && command -v promtool >/dev/null \
+	  || (apt-get update && apt-get install -y --no-install-recommends prometheus)
+
+monitor: prometheus
+	monitoring/monitor.sh
 
 clean:
 	rm -rf $(VENV) build

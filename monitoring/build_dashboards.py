@@ -197,6 +197,15 @@ def overview() -> dict:
         panel("Ingress overhead p95", "Time the ingress spends per request before the engine: tokenizing and choosing a pool.",
               [target(quantile(0.95, "ray_longctx_ingress_stage_seconds_bucket", "stage", None), "{{stage}} p95")],
               unit="s"),
+        panel("Documents stored", "Documents in the document-QA store (last count an ingress reported: "
+              "the ingress reports it on upload, and Ray drops gauges that are not refreshed).",
+              [target("max(last_over_time(ray_longctx_documents[1d]))")], kind="stat", colorMode="value",
+              graphMode="none"),
+        panel("Affinity hit ratio by pool", "Keyed requests (document questions, long shared prefixes) that reached "
+              "the replica owning the key, i.e. the one whose prefix cache holds the document.",
+              [target('sum by (pool) (rate(ray_longctx_affinity_routing_total{result="hit"}[$__rate_interval]))'
+                      " / sum by (pool) (rate(ray_longctx_affinity_routing_total[$__rate_interval]))", "{{pool}}")],
+              unit="percentunit"),
         panel("TTFT p95 by band", "Time to first token per pool (p95); compare with the band's objective.",
               [target(quantile(0.95, "ray_vllm_time_to_first_token_seconds_bucket", "pool", ALL_POOLS_MAP),
                       "{{pool}}")], unit="s"),
