@@ -1,0 +1,174 @@
+"""monitoring/ without a cluster: promtool on the rules and config, dashboard structure."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.monitoring import promql
+
+RULE_FILES = sorted(promql.RULES.glob("*.yml"))
+RULE_TESTS = sorted((promql.RULES / "tests").glob("*.yml"))
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("promtool is not installed (Debian package `prometheus`; `make test` installs it)")
+    return path
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+
+def test_rule_files_exist():
+    assert RULE_FILES and RULE_TESTS
+
+
+def test_promtool_check_rules(promtool):
+    result = _run(promtool, "check", "rules", *map(str, RULE_FILES))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_check_config(promtool):
+    # Also resolves rule_files relative to the config: a moved rules dir fails here.
+    result = _run(promtool, "check", "config", str(promql.MONITORING / "prometheus.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_promtool_unit_tests(promtool):
+    result = _run(promtool, "test", "rules", *map(str, RULE_TESTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_fires_and_clears_in_the_unit_tests():
+    fired, cleared = set(), set()
+    for path in RULE_TESTS:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            checks = sorted(case.get("alert_rule_test", []), key=lambda c: _minutes(c["eval_time"]))
+            firing_at = {}
+            for check in checks:
+                name = check["alertname"]
+                if check.get("exp_alerts"):
+                    fired.add(name)
+                    firing_at.setdefault(name, _minutes(check["eval_time"]))
+                elif name in firing_at:
+                    cleared.add(name)  # an empty expectation after it fired
+    names = {alert["alert"] for alert in promql.alerts()}
+    assert names - fired == set(), "alerts never shown firing"
+    assert names - cleared == set(), "alerts never shown clearing after firing"
+
+
+def _minutes(duration: str) -> float:
+    value, unit = float(duration[:-1]), duration[-1]
+    return value * {"s": 1 / 60, "m": 1, "h": 60}[unit]
+
+
+def test_every_alert_has_severity_and_runbook():
+    required = {"summary", "description", "runbook"}
+    for alert in promql.alerts():
+        assert alert["labels"]["severity"] in {"warning", "critical"}, alert["alert"]
+        assert required <= alert["annotations"].keys(), alert["alert"]
+        assert len(alert["annotations"]["runbook"].split()) >= 30, f"{alert['alert']}: runbook too thin"
+
+
+def test_issue_alerts_are_all_there():
+    names = {alert["alert"] for alert in promql.alerts()}
+    assert {
+        "LongctxPoolNoHealthyReplica",  # no healthy replica in a pool
+        "LongctxTTFTHigh",  # TTFT p95 over a per-band threshold
+        "LongctxKVCacheSaturated",
+        "LongctxEngineQueueBuildup",
+        "LongctxServeQueueBuildup",
+        "LongctxHighErrorRate",
+        "LongctxOverLengthSpike",  # spike in 413s
+    } <= names
+
+
+def test_ttft_objectives_cover_every_profile_pool():
+    from cluster.config import load_config, profile_path
+
+    objectives = {
+        rule["labels"]["pool"] for rule in promql.rules()
+        if rule.get("record") == "longctx_pool:ttft_p95_objective_seconds"
+    }
+    for profile in ("a100-80g", "h100-80g", "h200-141g"):
+        pools = {pool.name for pool in load_config(profile_path(profile), []).pools}
+        assert pools <= objectives, f"{profile}: pools without a TTFT objective fall back to 60 s"
+
+
+# --- dashboards -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(promql.dashboards()))
+def test_dashboard_model(name):
+    board = promql.dashboards()[name]
+    assert board["uid"] and board["title"] and board["schemaVersion"] >= 36
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    ids = [panel["id"] for panel in board["panels"]]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    for panel in board["panels"]:
+        assert {"x", "y", "w", "h"} <= panel["gridPos"].keys(), panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["targets"], f"{panel['title']}: no targets"
+        refs = [target["refId"] for target in panel["targets"]]
+        assert len(refs) == len(set(refs)), panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"].strip(), f"{panel['title']}: empty expr"
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["description"], f"{panel['title']}: no description (docs/operations.md relies on it)"
+    for variable in variables.values():
+        if variable["type"] == "query":
+            assert variable["datasource"]["uid"] == "${datasource}"
+
+
+def test_pool_dashboard_filters_by_pool():
+    board = promql.dashboards()["longctx-pool.json"]
+    variable = next(v for v in board["templating"]["list"] if v["name"] == "pool")
+    assert variable["includeAll"] and variable["allValue"] == ".+"
+    for panel in board["panels"]:
+        for target in panel["targets"]:
+            assert "$pool" in target["expr"], f"{panel['title']} ignores the pool variable"
+
+
+def test_overview_and_long_context_panels():
+    titles = {name: {p["title"] for p in board["panels"]} for name, board in promql.dashboards().items()}
+    assert {"Pools", "Replicas up by deployment", "Request rate by model and status", "Errors by status",
+            "Rejections by reason", "Routing mix by band"} <= titles["longctx-overview.json"]
+    assert {"Time to first token", "Inter-token latency", "End-to-end request latency", "Prompt tokens/s",
+            "Generation tokens/s", "Running and waiting requests", "KV cache usage",
+            "Prefix cache hit rate"} <= titles["longctx-pool.json"]
+    assert {"Prompt length distribution", "TTFT p95 by band"} <= titles["longctx-long-context.json"]
+
+
+def test_dashboards_match_their_generator():
+    spec = importlib.util.spec_from_file_location("build_dashboards", promql.MONITORING / "build_dashboards.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, text in module.render().items():
+        assert (promql.DASHBOARDS / name).read_text() == text, f"{name}: run python monitoring/build_dashboards.py"
+
+
+# --- the helpers the e2e test relies on ------------------------------------
+
+
+def test_without_thresholds_keeps_the_vector_operands():
+    assert promql.without_thresholds("up == 0") == ["up"]
+    assert promql.without_thresholds("sum by (a) (x{b=~\"5..\"}) / sum(y) > 0.05") == ['sum by (a) (x{b=~"5.."}) / sum(y)']
+    assert promql.without_thresholds("(a / b) > 0.2\nand\nc > 10") == ["(a / b)", "c"]
+    assert promql.without_thresholds("a\n > on (pool) group_left ()\n(t or on (pool) d * 60)") == [
+        "a", "(t or on (pool) d * 60)"]
+
+
+def test_metric_names():
+    expr = 'rate(ray_vllm_x_bucket[5m]) * on (ReplicaId) group_left (pool) longctx:replica_pool or up{job="a"}'
+    assert promql.metric_names(expr) == {"ray_vllm_x_bucket", "longctx:replica_pool", "up"}
