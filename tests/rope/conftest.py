@@ -58,11 +58,30 @@ def demo_models() -> dict[str, DemoModel]:
     return out
 
 
+class CachedReference:
+    """ReferenceModel with results memoised: several tests compare against
+    the same (prompt, base) and a 9k-token reference pass costs seconds."""
+
+    def __init__(self, path: Path):
+        from deployments.rope.reference import ReferenceModel
+
+        self.model = ReferenceModel(path)
+        self.rope = self.model.rope
+        self._memo: dict = {}
+
+    def logprobs(self, token_ids: list[int], **kwargs):
+        key = (tuple(token_ids), tuple(sorted(kwargs.items())))
+        if key not in self._memo:
+            self._memo[key] = self.model.logprobs(token_ids, **kwargs)
+        return self._memo[key]
+
+    def prompt_logprobs(self, token_ids: list[int], **kwargs):
+        return self.logprobs(token_ids, **kwargs)[0]
+
+
 @pytest.fixture(scope="session")
 def references(demo_models):
-    from deployments.rope.reference import ReferenceModel
-
-    return {key: ReferenceModel(m.path) for key, m in demo_models.items()}
+    return {key: CachedReference(m.path) for key, m in demo_models.items()}
 
 
 class Engine:
@@ -90,6 +109,9 @@ class Engine:
             dtype="float32",
             enforce_eager=True,
             seed=0,
+            # The worker runs inside the engine-core process: one process
+            # spawn less per engine, still a fresh process per engine.
+            distributed_executor_backend="uni",
             **self.extra,
         )
         self._cache: dict[int, list[float]] = {}
