@@ -12,6 +12,7 @@ length to compute the base for through ``hf_overrides``.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from deployments.rope.ntk import is_dynamic_ntk, rope_type
@@ -30,9 +31,9 @@ PLUGIN_NAME = "internlm_rope"
 # (LMDeploy TurboMind, session_len 1048576); vLLM's derived 655,360 would
 # refuse the model's headline length. Dynamic NTK has no hard limit, so this
 # table is about what has been validated, not about what the formula allows.
-_PUBLISHED_CONTEXT = {
+_PUBLISHED_CONTEXT = MappingProxyType({
     ("dynamic", 2.5, 262_144): 1_048_576,
-}
+})
 
 
 def max_supported_len(native_context: int, rope_scaling: dict | None) -> int:
