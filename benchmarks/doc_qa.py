@@ -171,7 +171,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--documents", type=int, default=6)
     parser.add_argument("--questions", type=int, default=5)
-    parser.add_argument("--document-tokens", type=int, default=16_000)
+    parser.add_argument("--document-tokens", type=int, default=15_900)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--routers", default=",".join(ROUTERS))
     parser.add_argument("--data-dir", default=str(REPO / "build" / "data" / "bench"))

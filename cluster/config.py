@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deployments.documents.store import DocumentStoreConfig
+from deployments.rope import max_supported_len
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -55,8 +56,9 @@ class ModelConfig(StrictModel):
     context_limit: int | None = Field(
         default=None,
         gt=0,
-        description="Longest context the model is meant to serve. Defaults to native x "
-        "rope factor; dynamic NTK extends past that (InternLM2.5-7B-Chat-1M: 1048576).",
+        description="Length the model was validated for past native x rope factor (dynamic "
+        "NTK has no hard limit; InternLM2.5-7B-Chat-1M: 1048576). Without it: native x factor, "
+        "or the publisher's figure for known models.",
     )
     stop_token_ids: list[int] = Field(
         default_factory=list,
@@ -91,11 +93,8 @@ class ModelConfig(StrictModel):
 
     @property
     def max_context(self) -> int:
-        """Longest context served: context_limit, else native x rope factor."""
-        if self.context_limit is not None:
-            return self.context_limit
-        factor = float((self.rope_scaling or {}).get("factor", 1.0))
-        return int(self.native_context * max(factor, 1.0))
+        """Longest context the model serves correctly (deployments/rope)."""
+        return max_supported_len(self.native_context, self.rope_scaling, self.context_limit)
 
     @model_validator(mode="after")
     def _read_checkpoint_facts(self) -> "ModelConfig":

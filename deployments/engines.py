@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cluster.config import ClusterConfig, PoolConfig
+from deployments import rope
 
 POOL_DEPLOYMENT_PREFIX = "pool-"
 
@@ -26,20 +27,16 @@ def placement_bundles(pool: PoolConfig, device: str) -> list[dict[str, float]]:
     return [dict(worker) for _ in range(pool.engine.tensor_parallel_size)]
 
 
-def _rope_engine_kwargs(cluster: ClusterConfig, pool: PoolConfig) -> tuple[dict, dict]:
-    """Engine kwargs and env vars of the long-context RoPE fix, if installed."""
-    try:
-        from deployments import rope
-    except ImportError:
-        return {}, {}
+def _rope_engine_kwargs(cluster: ClusterConfig, pool: PoolConfig) -> dict:
+    """Engine kwargs of the long-context RoPE fix (deployments/rope)."""
     model = cluster.models[pool.model]
-    kwargs = rope.engine_kwargs_for_pool(
+    return rope.engine_kwargs_for_pool(
         native_context=model.native_context,
         rope_scaling=model.rope_scaling,
         max_model_len=pool.engine.max_model_len,
         band_max_tokens=pool.max_tokens,
+        validated_len=model.context_limit,
     )
-    return kwargs, rope.runtime_env_vars()
 
 
 ROUTER_CLASSES = {
@@ -61,12 +58,14 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     from ray.serve.llm import LLMConfig
 
     model = cluster.models[pool.model]
-    rope_kwargs, rope_env = _rope_engine_kwargs(cluster, pool)
     engine_kwargs: dict[str, Any] = {
         **pool.engine.to_engine_kwargs(),
         "trust_remote_code": model.trust_remote_code,
-        **rope_kwargs,
     }
+    rope_kwargs = _rope_engine_kwargs(cluster, pool)
+    if rope_kwargs.get("hf_overrides"):
+        engine_kwargs["hf_overrides"] = {**engine_kwargs.get("hf_overrides", {}), **rope_kwargs.pop("hf_overrides")}
+    engine_kwargs.update(rope_kwargs)
     if cluster.device == "cpu":
         # Not a GPU: vLLM's CPU backend takes its KV size from
         # VLLM_CPU_KVCACHE_SPACE, and the GPU-only knob is meaningless.
@@ -85,7 +84,7 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     router = _request_router(pool)
     if router is not None:
         deployment_config["request_router_config"] = router
-    env_vars = {**cluster.engine_env, **rope_env, **pool.env}
+    env_vars = {**cluster.engine_env, **rope.runtime_env_vars(), **pool.env}
     return LLMConfig(
         model_loading_config={
             "model_id": pool.model,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from array import array
 from collections import OrderedDict
@@ -36,6 +37,8 @@ from deployments.routing.admission import AdmissionController, PoolFull, PoolUna
 from deployments.routing.bands import BandPolicy, NoPoolFits, RouteDecision, UnknownModel
 from deployments.schemas import ChatCompletionBody, CompletionBody
 from deployments.tokens import PromptTokenizer, ThinkingUnsupported
+
+logger = logging.getLogger("longctx.ingress")
 
 POOL_HEADER = "x-pool"
 REPLICA_HEADER = "x-replica"
@@ -135,7 +138,11 @@ def create_app(ingress: "Ingress") -> FastAPI:
 
     @app.get("/v1/pools")
     async def pools():
-        return {"object": "list", "data": _pool_view(ingress.cluster)}
+        rows = _pool_view(ingress.cluster)
+        for row in rows:
+            row["healthy_replicas"] = ingress.admission.healthy_replicas(row["name"])
+            row["in_flight"] = ingress.admission.depth(row["name"])
+        return {"object": "list", "data": rows}
 
     app.include_router(document_routes(ingress.documents))
 
@@ -172,6 +179,7 @@ class Ingress:
             on_depth=self.metrics.set_in_flight,
         )
         self.keys = KeyRing.from_config(self.cluster.ingress.auth)
+        self._health_checked_at = 0.0
         self.documents = DocumentService(self, open_store(self.cluster.documents.store))
         # Last replica per affinity key, to count follow-ups that met their
         # cache (affinity hits); bounded so it cannot grow without limit.
@@ -182,22 +190,34 @@ class Ingress:
 
         Serve's handle would park a request for a pool with no running replica
         until one comes back; knowing it lets the ingress answer 503 at once.
+        The same loop re-sets the gauges, which Ray drops when left unset.
         """
+        while await self.refresh_pool_health():
+            for pool in self.cluster.pools:
+                self.metrics.set_in_flight(pool.name, self.admission.depth(pool.name))
+            try:
+                self.metrics.documents_stored(await asyncio.to_thread(self.documents.count))
+            except Exception:
+                logger.warning("document count failed", exc_info=True)
+            await asyncio.sleep(HEALTH_POLL_S)
+
+    async def refresh_pool_health(self) -> bool:
+        """One look at Serve's replica states; False outside a Serve replica."""
         try:
             app_name = serve.get_replica_context().app_name
-        except Exception:  # not inside a Serve replica (in-process tests): nothing to poll
-            return
-        while True:
-            try:
-                status = await asyncio.to_thread(serve.status)
-                deployments = status.applications[app_name].deployments
-                for pool in self.cluster.pools:
-                    deployment = deployments.get(pool_deployment_name(pool.name))
-                    running = deployment.replica_states.get("RUNNING", 0) if deployment else None
-                    self.admission.set_healthy_replicas(pool.name, running)
-            except Exception:  # the controller may be restarting: keep the last view
-                pass
-            await asyncio.sleep(HEALTH_POLL_S)
+        except Exception:  # in-process tests: no controller to ask
+            return False
+        try:
+            status = await asyncio.to_thread(serve.status)
+            deployments = status.applications[app_name].deployments
+            for pool in self.cluster.pools:
+                deployment = deployments.get(pool_deployment_name(pool.name))
+                running = deployment.replica_states.get("RUNNING", 0) if deployment else None
+                self.admission.set_healthy_replicas(pool.name, running)
+            self._health_checked_at = time.monotonic()
+        except Exception:  # the controller may be restarting: keep the last view
+            logger.warning("pool health poll failed", exc_info=True)
+        return True
 
     def observe(self, model: str, pool: str, status: int, error_code: str | None) -> None:
         """Account one answered request (called by the HTTP middleware)."""
@@ -328,7 +348,11 @@ class Ingress:
             request.echo = True
         return await self._dispatch(decision, request, timings, chat=False)
 
-    def _admit(self, pool: str) -> Ticket:
+    async def _admit(self, pool: str) -> Ticket:
+        if self.admission.healthy_replicas(pool) == 0 and time.monotonic() - self._health_checked_at > 0.5:
+            # Refuse only on a fresh view: the poll may predate a replica
+            # that has just become ready.
+            await self.refresh_pool_health()
         try:
             return self.admission.acquire(pool)
         except PoolFull as exc:
@@ -389,7 +413,7 @@ class Ingress:
         model, pool = request.model, decision.pool.name
         for stage, seconds in timings.marks:
             self.metrics.stage(model, stage, seconds)
-        ticket = self._admit(pool)
+        ticket = await self._admit(pool)
         self.metrics.routed(model, pool, decision.prompt_tokens)
         handle = self._pools[pool]
         key = self._affinity_key(pool, request.prompt, document_key)

@@ -95,6 +95,9 @@ class DocumentService:
         self._max_questions = ingress.cluster.documents.max_questions
         self._layout_keys = {name: self._layout.key(tok) for name, tok in ingress.tokenizers.items()}
 
+    def count(self) -> int:
+        return self._store.count()
+
     # --- upload ------------------------------------------------------------
 
     async def upload(self, request: Request) -> Response:
@@ -132,7 +135,6 @@ class DocumentService:
             await asyncio.to_thread(self._store.put, doc, token_ids=blobs)
         except DocumentStoreError as exc:
             raise _store_error(exc) from None
-        self._ingress.metrics.documents_stored(await asyncio.to_thread(self._store.count))
         return JSONResponse(
             {"id": doc.id, "object": "document", "tokens": tokens, "pool": pools,
              "created": doc.created, "bytes": doc.bytes},
@@ -189,7 +191,6 @@ class DocumentService:
     async def delete(self, request: Request, doc_id: str) -> dict:
         if not await asyncio.to_thread(self._store.delete, doc_id, request.state.principal):
             raise APIError(404, f"document {doc_id} does not exist", code="document_not_found", param="id")
-        self._ingress.metrics.documents_stored(await asyncio.to_thread(self._store.count))
         return {"id": doc_id, "object": "document", "deleted": True}
 
     # --- ask ---------------------------------------------------------------

@@ -36,8 +36,12 @@ _PUBLISHED_CONTEXT = MappingProxyType({
 })
 
 
-def max_supported_len(native_context: int, rope_scaling: dict | None) -> int:
+def max_supported_len(native_context: int, rope_scaling: dict | None, validated_len: int | None = None) -> int:
     """Largest ``max_model_len`` the model plus this fix supports.
+
+    ``validated_len`` is a length the operator vouches the model was
+    validated for (a profile's ``context_limit``); dynamic NTK takes it as
+    the publisher's figure, since the formula itself has no hard limit.
 
     * no rope scaling: the native window;
     * dynamic NTK (fixed by the plugin): ``native x factor`` (what vLLM and
@@ -56,6 +60,8 @@ def max_supported_len(native_context: int, rope_scaling: dict | None) -> int:
         return native_context
     derived = int(native_context * float(factor))
     published = _PUBLISHED_CONTEXT.get((kind, float(factor), native_context), 0)
+    if kind == "dynamic":
+        published = max(published, validated_len or 0)
     return max(derived, published)
 
 
@@ -65,6 +71,7 @@ def engine_kwargs_for_pool(
     rope_scaling: dict | None,
     max_model_len: int,
     band_max_tokens: int,
+    validated_len: int | None = None,
 ) -> dict[str, Any]:
     """Extra vLLM engine kwargs for one pool; ``{}`` when none are needed.
 
@@ -78,7 +85,7 @@ def engine_kwargs_for_pool(
     ``native x factor`` limit so vLLM accepts it without
     VLLM_ALLOW_LONG_MAX_MODEL_LEN. Merge into any existing ``hf_overrides``.
     """
-    limit = max_supported_len(native_context, rope_scaling)
+    limit = max_supported_len(native_context, rope_scaling, validated_len)
     if max_model_len > limit:
         raise ValueError(
             f"max_model_len {max_model_len} exceeds what this model supports: "

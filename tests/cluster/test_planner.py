@@ -37,7 +37,8 @@ def gpu_profile(**pool_changes) -> dict:
     return {
         "device": "gpu",
         "models": {"m": {"path": "/nonexistent", "architecture": "InternLM2ForCausalLM",
-                         "native_context": 262144, "context_limit": 1048576}},
+                         "native_context": 262144, "context_limit": 1048576,
+                         "rope_scaling": {"type": "dynamic", "factor": 2.5}}},
         "pools": [pool],
     }
 
@@ -104,7 +105,8 @@ def test_a_million_tokens_on_80g_needs_tp4():
 def test_kv_heads_are_replicated_past_the_kv_head_count():
     raw = gpu_profile(engine={"tensor_parallel_size": 4})
     raw["models"]["m"]["architecture"] = "InternLM3ForCausalLM"
-    raw["models"]["m"].update(native_context=32768, context_limit=196608)
+    raw["models"]["m"].update(native_context=32768, context_limit=196608,
+                              rope_scaling={"rope_type": "dynamic", "factor": 6.0})
     tp4 = plan_of(raw)
     assert tp4.kv_heads_per_device == 1 and tp4.kv_heads_replicated
     # Per GPU as at TP2 (one head each), so the group stores each head twice.
@@ -247,7 +249,7 @@ def test_cli_fails_with_a_clear_message(profile_env, capsys):
 def test_cli_json_and_strict(profile_env, capsys):
     assert main(["plan", "h200-141g", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["pool"] for r in rows} == {"il25-short", "il25-long", "il3-main"}
+    assert {r["pool"] for r in rows} == {p.name for p in load_config(profile_path("h200-141g")).pools}
     with pytest.raises(SystemExit, match="max_num_seqs"):
         main(["plan", "a100-80g", "--strict"])
 
@@ -255,10 +257,11 @@ def test_cli_json_and_strict(profile_env, capsys):
 def test_worker_shapes_group_pools_by_gpu_shape(profile_env):
     shapes = {(s.accelerator, s.devices_per_pod): s for s in
               worker_shapes(load_config(profile_path("a100-80g")))}
-    assert set(shapes) == {("A100-80G", 1), ("A100-80G", 4)}
+    assert set(shapes) == {("A100-80G", 1), ("A100-80G", 2), ("A100-80G", 4)}
     one = shapes[("A100-80G", 1)]
-    assert one.pools == ("il25-short", "il3-main")
-    assert (one.min_replicas, one.max_replicas) == (2, 12)
+    assert one.pools == ("il25-short", "il3-short", "il3-long")
+    assert (one.min_replicas, one.max_replicas) == (3, 14)
+    assert shapes[("A100-80G", 2)].pools == ("il25-mid",)
     assert shapes[("A100-80G", 4)].max_replicas == 2
 
 

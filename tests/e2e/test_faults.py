@@ -23,11 +23,13 @@ def _replica_actors(deployment: str) -> list:
     return [ray.get_actor(a["name"], namespace=a["namespace"]) for a in names]
 
 
-def _stream_until_end(base_url: str, out: dict, started: threading.Event) -> None:
-    body = {"model": IL3, "prompt": "alpha " * 500, "max_tokens": 6000, "ignore_eos": True, "stream": True}
+def _stream_until_end(base_url: str, max_tokens: int, out: dict, started: threading.Event) -> None:
+    # ~500 prompt tokens + max_tokens fits the first band: the pool under test.
+    body = {"model": IL3, "prompt": "alpha " * 500, "max_tokens": max_tokens, "ignore_eos": True, "stream": True}
     with httpx.Client(base_url=base_url, timeout=600) as client:
         with client.stream("POST", "/v1/completions", json=body) as response:
             out["status"] = response.status_code
+            out["pool"] = response.headers.get("x-pool")
             lines = []
             for line in response.iter_lines():
                 if line.startswith("data:"):
@@ -39,10 +41,12 @@ def _stream_until_end(base_url: str, out: dict, started: threading.Event) -> Non
 def test_engine_replica_killed_mid_stream(cluster, http):
     import ray
 
-    pool = cluster.config.pools_of(IL3)[0].name
+    first_band = cluster.config.pools_of(IL3)[0]
+    pool = first_band.name
+    max_tokens = first_band.max_tokens - 600
     results = [{} for _ in range(2)]
     events = [threading.Event() for _ in results]
-    threads = [threading.Thread(target=_stream_until_end, args=(cluster.base_url, r, e), daemon=True)
+    threads = [threading.Thread(target=_stream_until_end, args=(cluster.base_url, max_tokens, r, e), daemon=True)
                for r, e in zip(results, events)]
     for thread in threads:
         thread.start()
@@ -56,7 +60,7 @@ def test_engine_replica_killed_mid_stream(cluster, http):
         thread.join(timeout=120)
         assert not thread.is_alive(), "a client hung after its replica died"
     for result in results:
-        assert result["status"] == 200
+        assert result["status"] == 200 and result["pool"] == pool
         assert result["lines"][-1] == "data: [DONE]"
         assert any('"error"' in line for line in result["lines"]), "no error event before [DONE]"
 

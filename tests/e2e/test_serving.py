@@ -110,17 +110,17 @@ def test_completion_from_token_ids(openai_client, il25_tokenizer):
 def test_band_boundary_is_exact(openai_client, cluster, il25_tokenizer):
     """prompt + max_tokens == band max stays in the short pool; one more token moves it."""
     short, long_ = cluster.config.pools_of(IL25)[:2]
-    messages = _filler(il25_tokenizer, 1500)
-    fits = short.max_tokens - 1500
+    prompt_tokens = short.max_tokens - 4
+    messages = _filler(il25_tokenizer, prompt_tokens)
     at_edge = openai_client.chat.completions.with_raw_response.create(
-        model=IL25, messages=messages, max_tokens=fits
+        model=IL25, messages=messages, max_tokens=4
     )
     assert at_edge.headers["x-pool"] == short.name
     past_edge = openai_client.chat.completions.with_raw_response.create(
-        model=IL25, messages=messages, max_tokens=fits + 1
+        model=IL25, messages=messages, max_tokens=5
     )
     assert past_edge.headers["x-pool"] == long_.name
-    assert past_edge.parse().usage.prompt_tokens == 1500
+    assert past_edge.parse().usage.prompt_tokens == prompt_tokens
 
 
 def test_prompt_past_native_window_goes_to_long_pool(openai_client, cluster, il25_tokenizer):

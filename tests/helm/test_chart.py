@@ -235,7 +235,7 @@ def test_worker_groups_match_the_pools_gpu_shapes(values, case, rendered):
 def test_a100_profile_has_a_4_gpu_group_for_the_1m_pool(rendered):
     groups = the(rendered["a100-80g"], "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
     by_name = {g["groupName"]: g for g in groups}
-    assert set(by_name) == {"a100-80g-x1", "a100-80g-x4"}
+    assert set(by_name) == {"a100-80g-x1", "a100-80g-x2", "a100-80g-x4"}
     x4 = by_name["a100-80g-x4"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert x4["nvidia.com/gpu"] == "4"
     h200 = the(rendered["h200-141g"], "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]
@@ -248,8 +248,8 @@ def test_pool_edit_changes_the_worker_groups(chart):
     docs = render(chart, {"clusterYaml": yaml.safe_dump(profile)})
     groups = {g["groupName"]: g for g in
               the(docs, "RayService")["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
-    # il25-short (0..5) + il3-main (1..4) share the 1-GPU shape.
-    assert (groups["a100-80g-x1"]["minReplicas"], groups["a100-80g-x1"]["maxReplicas"]) == (1, 9)
+    # il25-short (0..5), il3-short (1..4) and il3-long (1..2) share the 1-GPU shape.
+    assert (groups["a100-80g-x1"]["minReplicas"], groups["a100-80g-x1"]["maxReplicas"]) == (2, 11)
 
 
 # --- weights, auth, access -------------------------------------------------------
@@ -347,14 +347,23 @@ def test_pdbs_select_their_worker_group_pods(rendered):
 # --- monitoring: built from monitoring/ files ------------------------------------------
 
 
-def test_no_monitoring_files_render_no_rules_or_dashboards(rendered):
+def test_repository_monitoring_files_become_rules_and_dashboards(rendered):
+    dashboards = sorted(p.stem for p in (REPO / "monitoring" / "dashboards").glob("*.json"))
+    assert dashboards, "monitoring/dashboards is empty"
     for docs in rendered.values():
-        assert kinds(docs, "PrometheusRule") == []
-        assert not [d for d in kinds(docs, "ConfigMap")
-                    if d["metadata"].get("labels", {}).get("grafana_dashboard")]
-    # Without the CRDs (offline render: no API) "auto" renders no PodMonitor;
-    # ci/a100-80g.yaml forces it on.
+        names = sorted(d["metadata"]["name"].split("-dashboard-", 1)[1] for d in kinds(docs, "ConfigMap")
+                       if d["metadata"].get("labels", {}).get("grafana_dashboard") == "1")
+        assert names == dashboards
+    # ci/a100-80g.yaml forces the PrometheusRule on: every rule group of
+    # monitoring/rules is in it.
+    groups = {g["name"] for g in the(rendered["a100-80g"], "PrometheusRule")["spec"]["groups"]}
+    expected = {g["name"] for f in (REPO / "monitoring" / "rules").glob("*.yml")
+                for g in yaml.safe_load(f.read_text())["groups"]}
+    assert groups == expected
+    # Without the CRDs (offline render: no API) "auto" renders no PodMonitor
+    # or PrometheusRule; ci/a100-80g.yaml forces them on.
     assert kinds(rendered["default"], "PodMonitor") == []
+    assert kinds(rendered["default"], "PrometheusRule") == []
     monitor = the(rendered["a100-80g"], "PodMonitor")
     assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
@@ -366,6 +375,11 @@ def chart_with_monitoring(tmp_path):
     shutil.copytree(CHART, copy_dir, ignore=shutil.ignore_patterns("tools", "ci"))
     dashboards = copy_dir / "monitoring" / "dashboards"
     rules = copy_dir / "monitoring" / "rules"
+    # Only the files below, so the test does not depend on the repository's.
+    shutil.rmtree(dashboards)
+    shutil.rmtree(rules)
+    dashboards.mkdir()
+    rules.mkdir()
     (dashboards / "Pools Overview.json").write_text(json.dumps({"title": "Pools", "panels": []}))
     (dashboards / "kv.json").write_text('{"title": "KV", "templating": {"list": []}}')
     (rules / "latency.yml").write_text(
