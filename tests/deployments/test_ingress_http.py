@@ -83,3 +83,23 @@ def test_unknown_routes_and_methods_are_json(client, method, path):
     response = getattr(client, method)(path)
     assert response.status_code in (404, 405)
     assert response.json()["error"]["message"]
+
+
+def test_documents_belong_to_the_key_that_uploaded_them(client):
+    other = {"authorization": "Bearer other-key"}
+    uploaded = client.post("/v1/documents", json={"text": "Private notes of key one.", "model": IL25})
+    assert uploaded.status_code == 201, uploaded.text
+    doc_id = uploaded.json()["id"]
+    assert client.get(f"/v1/documents/{doc_id}").status_code == 200
+    assert client.get(f"/v1/documents/{doc_id}", headers=other).status_code == 404
+    assert doc_id not in [d["id"] for d in client.get("/v1/documents", headers=other).json()["data"]]
+    assert client.post(f"/v1/documents/{doc_id}/ask", json={"question": "x"}, headers=other).status_code == 404
+    assert client.delete(f"/v1/documents/{doc_id}", headers=other).status_code == 404
+    assert client.delete(f"/v1/documents/{doc_id}").json()["deleted"] is True
+
+
+def test_keys_never_reach_logs(client, caplog):
+    caplog.set_level("DEBUG")
+    client.get("/v1/models", headers={"authorization": "Bearer sk-wrong-secret"})
+    client.post("/v1/documents", json={"text": "hello", "model": IL25})
+    assert "sk-wrong-secret" not in caplog.text and KEY not in caplog.text
