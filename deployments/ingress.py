@@ -9,8 +9,10 @@ Request path, one hop per step:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
+import uuid
 import time
 from array import array
 from collections import OrderedDict
@@ -387,9 +389,14 @@ class Ingress:
         They run concurrently (sharing the document prefix, they meet on one
         replica's cache); if any cannot start, the others are stopped.
         """
+        base_id = uuid.uuid4().hex
+        for index, request in enumerate(requests):
+            # vLLM needs a distinct id per sequence; by default all would get
+            # the HTTP request's.
+            request.request_id = f"{base_id}-{index}"
         tasks = [
-            asyncio.ensure_future(self._start(d, r, timings, document_key=document_key))
-            for d, r in zip(decisions, requests)
+            asyncio.ensure_future(self._start(d, r, timings, document_key=document_key, sub_request=i))
+            for i, (d, r) in enumerate(zip(decisions, requests))
         ]
         try:
             started = await asyncio.gather(*tasks)
@@ -403,12 +410,15 @@ class Ingress:
         return self._respond(started, timings, chat=True)
 
     async def _start(self, decision: RouteDecision, request, timings: _Timings, *,
-                     document_key: str | None = None) -> "_Started":
+                     document_key: str | None = None, sub_request: int | None = None) -> "_Started":
         """Admission, affinity, and the engine call up to its first item.
 
         The engine's own refusals (vLLM validation) become client errors here.
         """
         from ray.llm._internal.serve.core.configs.openai_api_models import ErrorResponse
+
+        if sub_request is not None:
+            _isolate_serve_request(sub_request)
 
         model, pool = request.model, decision.pool.name
         for stage, seconds in timings.marks:
@@ -518,6 +528,23 @@ class Ingress:
         finally:
             for task in pumps:
                 task.cancel()
+
+
+def _isolate_serve_request(index: int) -> None:
+    """Give one of several engine calls of a single HTTP request its own
+    Serve routing id.
+
+    Serve tags every handle call with the calling request's internal id, and
+    the pool's request router fulfils pending requests by that id: calls
+    sharing it would see only one of them routed, the rest waiting forever.
+    Runs inside the call's own asyncio task, whose context copy it changes.
+    """
+    from ray.serve import context as serve_context
+
+    current = serve_context._get_serve_request_context()
+    serve_context._serve_request_context.set(
+        dataclasses.replace(current, _internal_request_id=f"{current._internal_request_id}-{index}")
+    )
 
 
 class _Started:

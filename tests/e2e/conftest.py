@@ -1,4 +1,4 @@
-"""One real cluster per test session: Ray, Serve, vLLM CPU engines, the ingress.
+"""One real cluster for the e2e package: Ray, Serve, vLLM CPU engines, the ingress.
 
 Every e2e test shares it; starting it takes about a minute on two cores.
 """
@@ -43,7 +43,7 @@ class RunningCluster:
         return [p.name for p in self.config.pools_of(model)]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cluster(demo_models, tmp_path_factory) -> RunningCluster:
     import ray
     from ray import serve
@@ -74,13 +74,13 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def http(cluster) -> httpx.Client:
     with httpx.Client(base_url=cluster.base_url, timeout=300) as client:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def openai_client(cluster):
     import openai
 
