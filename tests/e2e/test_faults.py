@@ -7,7 +7,7 @@ import threading
 import httpx
 import pytest
 
-from tests.e2e.test_reliability import wait_until
+from tests.e2e.helpers import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.disruptive]
 

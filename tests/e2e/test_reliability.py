@@ -10,42 +10,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.helpers import engine_aborts, engine_requests_in_progress, wait_until
 
 pytestmark = pytest.mark.e2e
 
 IL25 = "internlm2_5-7b-chat-1m"
-
-
-def engine_requests_in_progress(metrics_url: str) -> float:
-    """Running + waiting requests summed over every vLLM engine (ray_vllm_* gauges)."""
-    total = 0.0
-    text = httpx.get(metrics_url, timeout=10).text
-    for family in text_string_to_metric_families(text):
-        if family.name.endswith(("num_requests_running", "num_requests_waiting")) and "vllm" in family.name:
-            total += sum(sample.value for sample in family.samples)
-    return total
-
-
-def engine_aborts(metrics_url: str) -> float:
-    """Requests vLLM finished as aborted (vllm:request_success, finished_reason=abort)."""
-    total = 0.0
-    for family in text_string_to_metric_families(httpx.get(metrics_url, timeout=10).text):
-        if "vllm" in family.name and "request_success" in family.name:
-            total += sum(s.value for s in family.samples
-                         if s.labels.get("finished_reason") == "abort" and not s.name.endswith("_created"))
-    return total
-
-
-def wait_until(predicate, timeout_s: float, what: str):
-    """Poll a readiness condition (bounded); no fixed sleeps as synchronisation."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _long_stream_body(cluster, tokens: int = 2600) -> dict:
