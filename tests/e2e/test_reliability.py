@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import time
 from urllib.parse import urlsplit
 
 import httpx
