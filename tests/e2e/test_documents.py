@@ -66,9 +66,10 @@ def test_questions_share_the_cached_prefix_on_one_replica(http, cluster, documen
         assert follow.status_code == 200
         assert follow.headers["x-replica"] == replica
         assert follow.headers["x-pool"] == document["pool"][IL25]
-    # Each follow-up read (nearly) the whole document prefix from the cache.
+    # Each follow-up read (nearly) the whole document prefix from the cache
+    # (whole KV blocks of it: block sizes differ by backend, hence 90 %).
     # Ray exports engine metrics every few seconds: poll until they show it.
-    wanted = hits_before + 3 * (document["tokens"][IL25] - 32)
+    wanted = hits_before + 3 * 0.9 * document["tokens"][IL25]
     wait_until(lambda: prefix_cache_hits(cluster.metrics_url) >= wanted, 60,
                "vLLM's prefix-cache hits to cover the three follow-ups")
 
