@@ -50,7 +50,11 @@ def _request_router(pool: PoolConfig) -> dict | None:
     policy = pool.routing.policy
     if policy == "power_of_two":
         return None
-    kwargs = {"load_factor": pool.routing.load_factor} if policy == "affinity" else {}
+    kwargs = (
+        {"load_factor": pool.routing.load_factor, "min_load": pool.engine.max_num_seqs}
+        if policy == "affinity"
+        else {}
+    )
     return {"request_router_class": ROUTER_CLASSES[policy], "request_router_kwargs": kwargs}
 
 

@@ -7,7 +7,8 @@ of a long prompt's leading tokens) through Serve's ``session_id``; this router
 maps the key onto a consistent-hash ring of replicas, as Serve's own
 ``ConsistentHashRouter`` does, but skips a replica whose load is over
 ``load_factor`` x the pool's mean (bounded-load consistent hashing, Mirrokni
-et al. 2018), so one hot document cannot pile every request on one replica.
+et al. 2018) once it runs as many requests as its engine batches at once
+(``min_load``), so one hot document cannot pile every request on one replica.
 Requests without a key go to the least-loaded replica.
 
 Set on a pool deployment through ``request_router_config``; it runs in the
@@ -33,6 +34,10 @@ class DocumentAffinityRouter(ConsistentHashRouter):
         if not isinstance(load_factor, (int, float)) or load_factor < 1.0:
             raise ValueError(f"load_factor must be a number >= 1, got {load_factor!r}")
         self._load_factor = float(load_factor)
+        # A replica running fewer than its engine's max_num_seqs sequences
+        # starts a new one at once: below that it is never "overloaded",
+        # however uneven the pool's (small) counts are.
+        self._min_load = int(kwargs.pop("min_load", 1))
         # Every replica is a fallback candidate: bounded load walks the ring
         # until it finds one under the bound.
         kwargs.setdefault("num_fallback_replicas", 64)
@@ -63,7 +68,7 @@ class DocumentAffinityRouter(ConsistentHashRouter):
         if not ranked:
             return [candidate_replicas]
         total = sum(self._load(r.replica_id) for r in ranked)
-        bound = math.ceil(self._load_factor * (total + 1) / len(ranked))
+        bound = max(math.ceil(self._load_factor * (total + 1) / len(ranked)), self._min_load)
         under = [r for r in ranked if self._load(r.replica_id) + 1 <= bound]
         over = [r for r in ranked if r not in under]
         # Ring order within each group keeps the choice deterministic per key.

@@ -19,13 +19,16 @@ pytestmark = pytest.mark.e2e
 IL25 = "internlm2_5-7b-chat-1m"
 
 
-def _long_stream_body(cluster, tokens: int = 2600) -> dict:
-    # Over the short band, so it lands in the long pool; ignore_eos keeps the
-    # engine busy for the whole max_tokens.
+def _long_stream_body(cluster, prompt_tokens: int = 2600) -> dict:
+    """A token-id prompt past the short band (so it lands in the long pool)
+    asking for as many tokens as the band allows: even the tiny demo model
+    needs tens of seconds for them, long enough to hold its slot. ignore_eos
+    keeps the engine busy for all of them."""
+    long_pool = cluster.config.pools_of(IL25)[-1]
     return {
         "model": IL25,
-        "prompt": "alpha " * tokens,
-        "max_tokens": 2000,
+        "prompt": [1] + [500 + i % 3000 for i in range(prompt_tokens - 1)],
+        "max_tokens": long_pool.max_tokens - prompt_tokens,
         "ignore_eos": True,
         "stream": True,
     }
@@ -40,10 +43,9 @@ def test_full_long_pool_answers_429_and_disconnects_free_the_engine(cluster, htt
     # rest wait in the engine queue; all hold an admission slot.
     clients = [send_and_hold(cluster.base_url, "/v1/completions", body) for _ in range(limit)]
     try:
+        # The ingress's own count (engine metrics lag by Ray's export interval).
         wait_until(lambda: pool_in_flight(http, long_pool.name) == limit, 120,
                    f"{limit} requests admitted to {long_pool.name}")
-        wait_until(lambda: engine_requests_in_progress(cluster.metrics_url) >= 1, 120,
-                   "the engine to start on them")
         refused = http.post("/v1/completions", json={**body, "stream": False})
         assert refused.status_code == 429
         assert refused.headers["retry-after"] == str(long_pool.admission.retry_after_s)
@@ -70,10 +72,11 @@ def test_full_long_pool_answers_429_and_disconnects_free_the_engine(cluster, htt
 def test_non_streaming_disconnect_aborts_engine_work(cluster, http):
     request = {**_long_stream_body(cluster), "stream": False}
     generated_before = settled(lambda: engine_generation_tokens(cluster.metrics_url))
+    long_pool = cluster.config.pools_of(IL25)[-1]
     conn = send_and_hold(cluster.base_url, "/v1/completions", request)
     with conn:
-        wait_until(lambda: engine_requests_in_progress(cluster.metrics_url) >= 1, 60,
-                   "the request to start in the engine")
+        wait_until(lambda: pool_in_flight(http, long_pool.name) == 1, 60,
+                   "the request to be admitted and sent to the engine")
     wait_until(lambda: engine_requests_in_progress(cluster.metrics_url) == 0, 600,
                "the engine to drop the abandoned request")
     # Had it run on, it would have generated all its max_tokens.
