@@ -41,7 +41,7 @@ def _rope_engine_kwargs(cluster: ClusterConfig, pool: PoolConfig) -> dict:
 
 ROUTER_CLASSES = {
     "affinity": "deployments.routing.affinity.DocumentAffinityRouter",
-    "prefix_cache": "ray.serve.llm.request_router.PrefixCacheAffinityRouter",
+    "prefix_cache": "deployments.routing.prefix_cache.TokenPrefixCacheAffinityRouter",
 }
 
 

@@ -72,5 +72,8 @@ class PromptTokenizer:
     def text_ids(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return self._tokenizer.encode(text, add_special_tokens=add_special_tokens)
 
+    def decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids)
+
     def count_text(self, text: str) -> int:
         return len(self.text_ids(text, add_special_tokens=False))
