@@ -57,8 +57,11 @@ def test_soak_streaming_clients(cluster):
                             time.sleep(float(response.headers["retry-after"]))  # the server asked for it
                             continue
                         lines = [line for line in response.iter_lines() if line.startswith("data:")]
+                    events = [json.loads(line[len("data:"):]) for line in lines[:-1]]
+                    # An error event is a top-level "error" key (generated text may
+                    # itself say "error").
                     ok = response.status_code == 200 and lines and lines[-1] == "data: [DONE]" \
-                        and not any('"error"' in line for line in lines)
+                        and not any("error" in event for event in events)
                     with lock:
                         if ok:
                             tally["done"] += 1
