@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,9 +19,16 @@ MAX_DOCUMENT_BYTES = 2_000_000
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that kill parts of the shared cluster run last, after every
-    test that needs it whole."""
-    items.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    """Tests that kill parts of the shared cluster run last among the e2e
+    tests (not after the whole session, which would start a second cluster)."""
+    here = Path(__file__).parent
+    e2e = [item for item in items if here in Path(item.fspath).parents]
+    if not e2e:
+        return
+    start = items.index(e2e[0])
+    others = [item for item in items if item not in e2e]
+    e2e.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    items[:] = others[:start] + e2e + others[start:]
 
 
 def _free_port() -> int:
