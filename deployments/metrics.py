@@ -17,7 +17,6 @@ TOKEN_BUCKETS = [float(2**k) for k in range(4, 21)]
 SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
 
 REJECTION_REASONS = ("over_length", "overload", "unknown_model", "bad_request", "unavailable")
-STAGES = ("tokenize", "route")
 
 
 class RouterMetrics:

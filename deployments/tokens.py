@@ -74,6 +74,3 @@ class PromptTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         return self._tokenizer.decode(ids)
-
-    def count_text(self, text: str) -> int:
-        return len(self.text_ids(text, add_special_tokens=False))

@@ -46,10 +46,6 @@ class DocumentAffinityRouter(ConsistentHashRouter):
     def _load(self, replica_id: ReplicaID) -> int:
         return self._replica_queue_len_cache.get(replica_id) or 0
 
-    def ring_owner(self, key: str) -> Optional[ReplicaID]:
-        ranked = self._lookup_ranked_replicas(key)
-        return ranked[0] if ranked else None
-
     async def choose_replicas(
         self,
         candidate_replicas: List[RunningReplica],
