@@ -176,26 +176,23 @@ class RedisDocumentStore:
     ):
         self._limits = limits or StoreLimits()
         self._p = key_prefix
-        self._redis = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=min(timeout_s, 5.0),
-            health_check_interval=30,
-        )
+        def connect(decode_responses: bool) -> redis.Redis:
+            return redis.Redis.from_url(
+                url,
+                decode_responses=decode_responses,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=min(timeout_s, 5.0),
+                health_check_interval=30,
+            )
+
+        self._redis = connect(decode_responses=True)
         self._put = self._redis.register_script(_PUT)
         self._delete = self._redis.register_script(_DELETE)
         self._update = self._redis.register_script(_UPDATE)
         self._put_token_ids = self._redis.register_script(_PUT_TOKEN_IDS)
         # Token ids are binary, which the decoding client would mangle on the
         # way back; a second pool (connections open on first use) reads them.
-        self._binary = redis.Redis.from_url(
-            url,
-            decode_responses=False,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=min(timeout_s, 5.0),
-            health_check_interval=30,
-        )
+        self._binary = connect(decode_responses=False)
         self._closed = threading.Event()
 
     @property
