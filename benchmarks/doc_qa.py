@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import time
@@ -32,6 +31,8 @@ from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from cluster.cli import free_loopback_port  # noqa: E402
 
 PROFILE = REPO / "benchmarks" / "profiles" / "doc-qa-cpu.yaml"
 MODEL = "internlm2_5-7b-chat-1m"
@@ -46,12 +47,6 @@ QUESTIONS = [
     "List every notice period.",
     "Is there a liability cap?",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def document_text(index: int, tokens: int, tokenizer) -> str:
@@ -87,13 +82,13 @@ def run_router(router: str, args, tokenizer, texts: list[str]) -> dict:
     from cluster.cli import start_cluster
     from cluster.config import load_config
 
-    port = _free_port()
+    port = free_loopback_port()
     overrides = [f"ingress.port={port}", f"pools.il25-qa.routing.policy={router}",
                  f"documents.store.data_dir={args.data_dir}/{router}-{int(time.time())}"]
     config = load_config(PROFILE, overrides)
     print(f"[doc_qa] {router}: starting the cluster ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    start_cluster(config, str(PROFILE), overrides, address=None, metrics_port=_free_port())
+    start_cluster(config, str(PROFILE), overrides, address=None, metrics_port=free_loopback_port())
     print(f"[doc_qa] {router}: up in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=1800)
     try:

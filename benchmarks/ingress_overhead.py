@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
 import sys
 import time
@@ -33,13 +32,9 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cluster.cli import free_loopback_port  # noqa: E402
+
 MODEL = "internlm2_5-7b-chat-1m"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _server_timing(header: str) -> dict[str, float]:
@@ -84,7 +79,7 @@ def main() -> int:
     from deployments.tokens import PromptTokenizer
 
     build_all(REPO / "build" / "models")
-    port = _free_port()
+    port = free_loopback_port()
     overrides = [f"ingress.port={port}"]
     profile = str(profile_path("cpu-demo"))
     config = load_config(profile, overrides)

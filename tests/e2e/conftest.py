@@ -5,13 +5,13 @@ Every e2e test shares it; starting it takes about a minute on two cores.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from cluster.cli import free_loopback_port
 from cluster.config import ClusterConfig, load_config, profile_path
 
 
@@ -29,12 +29,6 @@ def pytest_collection_modifyitems(config, items):
     others = [item for item in items if item not in e2e]
     e2e.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
     items[:] = others[:start] + e2e + others[start:]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -58,7 +52,7 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
 
     from cluster.cli import start_cluster
 
-    port = _free_port()
+    port = free_loopback_port()
     overrides = [
         f"ingress.port={port}",
         "ingress.host=127.0.0.1",
@@ -68,7 +62,7 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
     ]
     profile = str(profile_path("cpu-demo"))
     config = load_config(profile, overrides)
-    metrics_port = _free_port()
+    metrics_port = free_loopback_port()
     start_cluster(config, profile, overrides, address=None, metrics_port=metrics_port)
     running = RunningCluster(
         base_url=f"http://127.0.0.1:{port}",

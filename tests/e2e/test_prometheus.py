@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from cluster.cli import free_loopback_port
 from tests.monitoring import promql
 
 pytestmark = pytest.mark.e2e
@@ -39,12 +39,6 @@ EVENT_ONLY_METRICS = {"ray_vllm_num_preemptions_total": "vllm:num_preemptions"}
 EMPTY_WHILE_HEALTHY = {
     "rule LongctxHighErrorRate": "no 5xx answers: the numerator selects status=~\"5..\"",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate, timeout: float, interval: float = 1.0, what: str = "condition"):
@@ -99,7 +93,7 @@ def prometheus(cluster, tmp_path_factory):
         pytest.skip("prometheus is not installed (Debian package `prometheus`; `make test` installs it)")
     directory = tmp_path_factory.mktemp("prometheus")
     config = render_config(cluster.metrics_url, directory)
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_loopback_port()}"
     log = (directory / "prometheus.log").open("w")
     process = subprocess.Popen(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",

@@ -9,7 +9,6 @@ still passes.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -18,15 +17,10 @@ from typing import Callable
 
 import pytest
 
+from cluster.cli import free_loopback_port
 from deployments.documents.store import DocumentStore, StoreLimits
 
 READY_TIMEOUT_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_ready(proc: subprocess.Popen, url: str) -> bool:
@@ -57,7 +51,7 @@ def redis_url(tmp_path_factory) -> str:
     workdir = tmp_path_factory.mktemp("redis")
     # A free port can be taken between probe and bind; a few attempts cover it.
     for _ in range(3):
-        port = _free_port()
+        port = free_loopback_port()
         url = f"redis://127.0.0.1:{port}/0"
         log = open(workdir / f"redis-{port}.log", "w+")
         proc = subprocess.Popen(
