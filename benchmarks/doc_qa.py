@@ -51,14 +51,21 @@ QUESTIONS = [
 
 def document_text(index: int, tokens: int, tokenizer) -> str:
     """A synthetic contract of about `tokens` tokens, distinct per index."""
-    clauses = []
-    n = 0
-    while n % 50 or len(tokenizer.text_ids("".join(clauses), add_special_tokens=False)) < tokens:
-        clauses.append(f"Clause {index}.{n}: party {n % 5} of contract {index} shall deliver item "
-                       f"{(n * 7919 + index) % 1000} by day {n % 28 + 1} or pay a fee of {n * 13 % 997} units. ")
-        n += 1
-    ids = tokenizer.text_ids("".join(clauses), add_special_tokens=False)[:tokens]
-    return tokenizer.decode(ids)
+
+    def clause(n: int) -> str:
+        return (f"Clause {index}.{n}: party {n % 5} of contract {index} shall deliver item "
+                f"{(n * 7919 + index) % 1000} by day {n % 28 + 1} or pay a fee of {n * 13 % 997} units. ")
+
+    # Size the text from a sample, then tokenize once (re-tokenizing a growing
+    # text is quadratic: minutes at 128k tokens).
+    sample = "".join(clause(n) for n in range(50))
+    per_clause = len(tokenizer.text_ids(sample, add_special_tokens=False)) / 50
+    count = int(tokens / per_clause * 1.1) + 50
+    while True:
+        ids = tokenizer.text_ids("".join(clause(n) for n in range(count)), add_special_tokens=False)
+        if len(ids) >= tokens:
+            return tokenizer.decode(ids[:tokens])
+        count = int(count * 1.2)
 
 
 def ask_streaming(client: httpx.Client, doc_id: str, question: str) -> dict:
@@ -75,7 +82,7 @@ def ask_streaming(client: httpx.Client, doc_id: str, question: str) -> dict:
     return {"ttft_s": ttft, "total_s": time.perf_counter() - started, "replica": replica}
 
 
-def run_router(router: str, args, tokenizer, texts: list[str]) -> dict:
+def run_router(router: str, args, texts: list[str]) -> dict:
     import ray
     from ray import serve
 
@@ -85,10 +92,11 @@ def run_router(router: str, args, tokenizer, texts: list[str]) -> dict:
     port = free_loopback_port()
     overrides = [f"ingress.port={port}", f"pools.il25-qa.routing.policy={router}",
                  f"documents.store.data_dir={args.data_dir}/{router}-{int(time.time())}"]
-    config = load_config(PROFILE, overrides)
+    profile = Path(getattr(args, "profile", PROFILE))
+    config = load_config(profile, overrides)
     print(f"[doc_qa] {router}: starting the cluster ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    start_cluster(config, str(PROFILE), overrides, address=None, metrics_port=free_loopback_port())
+    start_cluster(config, str(profile), overrides, address=None, metrics_port=free_loopback_port())
     print(f"[doc_qa] {router}: up in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=1800)
     try:
@@ -136,6 +144,22 @@ def run_router(router: str, args, tokenizer, texts: list[str]) -> dict:
     }
 
 
+def run(args, routers: list[str], on_result=lambda row: None, on_rows=lambda rows: None) -> list[dict]:
+    """Every router in turn on the profile ``args.profile``; the same documents for each."""
+    from cluster.config import load_config
+    from deployments.tokens import PromptTokenizer
+
+    config = load_config(Path(args.profile))
+    tokenizer = PromptTokenizer(MODEL, config.models[MODEL])
+    texts = [document_text(i, args.document_tokens, tokenizer) for i in range(args.documents)]
+    rows = []
+    for router in routers:
+        rows.append(run_router(router, args, texts))
+        on_result(rows[-1])
+        on_rows(rows)
+    return rows
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -172,21 +196,18 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "doc_qa.json"))
     args = parser.parse_args()
 
-    from cluster.config import load_config
     from cluster.demo import build_all
-    from deployments.tokens import PromptTokenizer
 
     build_all(REPO / "build" / "models")
-    config = load_config(PROFILE)
-    tokenizer = PromptTokenizer(MODEL, config.models[MODEL])
-    texts = [document_text(i, args.document_tokens, tokenizer) for i in range(args.documents)]
+    args.profile = PROFILE
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for router in args.routers.split(","):
-        rows.append(run_router(router, args, tokenizer, texts))
+
+    def write(rows):
         # Written after each router, so a long run keeps what it measured.
         out.write_text(json.dumps({"profile": str(PROFILE.relative_to(REPO)), "results": rows}, indent=2))
+
+    rows = run(args, args.routers.split(","), on_result=lambda _: None, on_rows=write)
     plot(rows, out.with_suffix(".png"))
     for row in rows:
         print(f"{row['router']:>14}: cold {row['cold_ttft_s_median']:.2f} s, warm {row['warm_ttft_s_median']:.3f} s "

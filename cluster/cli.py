@@ -1,6 +1,7 @@
 """Command line: `python -m cluster <command>`.
 
   build-demo            write the tiny demo checkpoints (idempotent)
+  build-real-size MODEL random checkpoint with the real dimensions (GPU validation)
   validate PROFILE      load and validate a profile, print its pools
   run PROFILE           start Ray (or join one) and serve the profile
   plan PROFILE          capacity plan: does each pool fit its GPUs?
@@ -51,6 +52,13 @@ def cmd_build_demo(args) -> int:
     from cluster.demo import build_all
 
     build_all(Path(args.out), force=args.force)
+    return 0
+
+
+def cmd_build_real_size(args) -> int:
+    from cluster.real_size import build_real_size
+
+    print(build_real_size(args.model, Path(args.out), layers=args.layers))
     return 0
 
 
@@ -151,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(DEFAULT_MODELS_DIR))
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_build_demo)
+
+    from cluster.real_size import REAL_SIZE_MODELS
+
+    p = sub.add_parser("build-real-size", help="random checkpoint with a model's real dimensions")
+    p.add_argument("model", choices=sorted(REAL_SIZE_MODELS))
+    p.add_argument("--out", required=True, help="folder the checkpoint folder goes into")
+    p.add_argument("--layers", type=int, default=None, help="fewer layers, same width (reference checks)")
+    p.set_defaults(func=cmd_build_real_size)
 
     for name, func, help_ in (
         ("validate", cmd_validate, "validate a profile and print its pools"),

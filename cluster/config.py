@@ -238,6 +238,19 @@ class PoolConfig(StrictModel):
         "long bands need long prefills. Default: ingress.request_timeout_s.",
     )
 
+    @model_validator(mode="after")
+    def _gpu_share_bounds_memory(self) -> "PoolConfig":
+        # Ray packs fractional bundles until their shares sum to 1 per GPU;
+        # memory stays within the GPU only if no engine takes more than its share.
+        share = (self.worker_resources or {}).get("GPU")
+        if share is not None and share < 1 and self.engine.gpu_memory_utilization > share:
+            raise ValueError(
+                f"pool {self.name}: gpu_memory_utilization {self.engine.gpu_memory_utilization:g} "
+                f"exceeds its GPU share {share:g} (worker_resources.GPU); engines sharing a GPU "
+                "must not take more of its memory than their share"
+            )
+        return self
+
     @property
     def max_in_flight(self) -> int:
         if self.admission.max_in_flight is not None:
@@ -330,6 +343,12 @@ class ClusterConfig(StrictModel):
     engine_env: dict[str, str] = Field(
         default_factory=dict,
         description="Environment variables of the engine processes (e.g. VLLM_CPU_KVCACHE_SPACE).",
+    )
+    gpu_memory_gib: float | None = Field(
+        default=None,
+        gt=0,
+        description="Memory of one GPU (GiB, as nvidia-smi reports it) for the planner, for "
+        "pools without an accelerator_type (e.g. where Ray cannot detect the GPU's type).",
     )
 
     @model_validator(mode="after")

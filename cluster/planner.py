@@ -293,10 +293,12 @@ def plan_pool(
     notes: list[str] = []
 
     if cluster.device == "gpu" and device_memory_gib is None:
+        device_memory_gib = cluster.gpu_memory_gib
+    if cluster.device == "gpu" and device_memory_gib is None:
         if pool.accelerator_type is None:
             raise PlanError(
                 f"pool {pool.name}: no accelerator_type; set it (one of "
-                f"{sorted(ACCELERATOR_MEMORY_GIB)}) or pass the GPU memory explicitly"
+                f"{sorted(ACCELERATOR_MEMORY_GIB)}), set gpu_memory_gib, or pass the GPU memory explicitly"
             )
         try:
             device_memory_gib = ACCELERATOR_MEMORY_GIB[pool.accelerator_type]
@@ -326,6 +328,13 @@ def plan_pool(
             "memory freed by sharding weights"
         )
 
+    share = (pool.worker_resources or {}).get("GPU", 1.0)
+    if cluster.device == "gpu" and share < 1:
+        notes.append(
+            f"shares a GPU: each worker takes {share:g} of one (Ray packs fractional bundles "
+            f"until they sum to 1) and {engine.gpu_memory_utilization:g} x "
+            f"{device_memory_gib:.1f} GiB of its memory"
+        )
     budget, overhead, budget_problems = _kv_budget_gib(
         cluster, pool, arch, tp, weights_gib, device_memory_gib
     )

@@ -27,6 +27,21 @@ def placement_bundles(pool: PoolConfig, device: str) -> list[dict[str, float]]:
     return [dict(worker) for _ in range(pool.engine.tensor_parallel_size)]
 
 
+def gpu_share_env(pool: PoolConfig, device: str) -> dict[str, str]:
+    """Tell vLLM's Ray workers the GPU share of their bundle.
+
+    vLLM's Ray executor asks for ``VLLM_RAY_PER_WORKER_GPUS`` GPUs per worker
+    (default 1.0): with fractional bundles (several engines on one GPU) the
+    workers cannot fit and the engine never starts. Ray Serve LLM derives the
+    variable from the bundles, but only for its model-download callback, not
+    for the replica that starts the engine, so the pool sets it here.
+    """
+    if device != "gpu" or not pool.worker_resources:
+        return {}
+    share = pool.worker_resources.get("GPU", 1.0)
+    return {"VLLM_RAY_PER_WORKER_GPUS": str(share)} if 0 < share < 1 else {}
+
+
 def _rope_engine_kwargs(cluster: ClusterConfig, pool: PoolConfig) -> dict:
     """Engine kwargs of the long-context RoPE fix (deployments/rope)."""
     model = cluster.models[pool.model]
@@ -88,7 +103,7 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     router = _request_router(pool)
     if router is not None:
         deployment_config["request_router_config"] = router
-    env_vars = {**cluster.engine_env, **rope.runtime_env_vars(), **pool.env}
+    env_vars = {**cluster.engine_env, **rope.runtime_env_vars(), **gpu_share_env(pool, cluster.device), **pool.env}
     return LLMConfig(
         model_loading_config={
             "model_id": pool.model,

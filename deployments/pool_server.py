@@ -8,15 +8,28 @@ responses nor Serve's handle report it. Completions gain one leading
 
 from __future__ import annotations
 
+import os
 from typing import Any, AsyncGenerator
 
 from ray import serve
-from ray.serve.llm import LLMServer
 
+# This location exists in Ray 2.58-2.60; `ray.serve.llm.LLMServer` is a
+# deprecated shim in 2.58.
+from ray.serve.llm.deployment import LLMServer
+
+from deployments.engine_ports import claim_port_slot
 from deployments.replica_tag import ReplicaTag
 
 
 class PoolServer(LLMServer):
+    async def __init__(self, llm_config, **kwargs):
+        # Before the engine starts: its port probe reads the environment
+        # (deployments/engine_ports.py). One replica per process, so the
+        # process environment is this engine's alone.
+        self._port_slot = claim_port_slot()
+        os.environ.update(self._port_slot.engine_env())
+        await super().__init__(llm_config, **kwargs)
+
     async def completions(self, request, raw_request_info=None) -> AsyncGenerator[Any, None]:
         stream = await super().completions(request, raw_request_info)
         context = serve.get_replica_context()

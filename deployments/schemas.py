@@ -59,6 +59,11 @@ class SamplingFields(_Body):
     ignore_eos: bool = False
     min_tokens: int = Field(default=0, ge=0)
     prompt_logprobs: int | None = Field(default=None, ge=0, le=20)
+    return_tokens_as_token_ids: bool | None = Field(
+        default=None,
+        description="vLLM extension: logprobs name tokens as 'token_id:<id>', so evaluations "
+        "compare by id rather than by (possibly ambiguous) token text.",
+    )
     user: str | None = None
 
     @field_validator("stop")
@@ -73,7 +78,7 @@ class SamplingFields(_Body):
         keys = (
             "temperature", "top_p", "top_k", "min_p", "n", "stop", "seed", "presence_penalty",
             "frequency_penalty", "repetition_penalty", "ignore_eos", "min_tokens",
-            "prompt_logprobs", "user",
+            "prompt_logprobs", "return_tokens_as_token_ids", "user",
         )
         out = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
         out["stream"] = self.stream

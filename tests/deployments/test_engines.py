@@ -35,3 +35,18 @@ def test_cpu_demo_tp2_pool_uses_cpu_bundles_and_pool_env(demo_models):
 
 def test_deployment_names_are_per_pool():
     assert pool_deployment_name("il25-short") == "pool-il25-short"
+
+
+def test_fractional_gpu_bundles_reach_vllm_workers():
+    cluster = load_config(profile_path("h200-1gpu"), env={})
+    for pool in cluster.pools:
+        share = pool.worker_resources["GPU"]
+        env = llm_config_for_pool(cluster, pool).runtime_env["env_vars"]
+        assert float(env["VLLM_RAY_PER_WORKER_GPUS"]) == share < 1
+        assert placement_bundles(pool, "gpu") == [{"GPU": share}] * pool.engine.tensor_parallel_size
+
+
+def test_whole_gpus_leave_vllm_default():
+    cluster = load_config(profile_path("a100-80g"), env={})
+    config = llm_config_for_pool(cluster, cluster.pool("il25-long"))
+    assert "VLLM_RAY_PER_WORKER_GPUS" not in (config.runtime_env or {}).get("env_vars", {})

@@ -1,0 +1,505 @@
+"""GPU validation of the whole stack on one H200, in stages of under 10 minutes.
+
+Each stage starts what it needs (the real cluster through
+``cluster.cli.start_cluster``, or stock vLLM), measures through the HTTP API,
+and writes ``RESULTS/<stage>.json`` after every measurement, so a stage cut
+off by the machine's time limit keeps what it measured. ``summary`` (any
+machine) folds the stage files into ``summary.json`` and a PNG.
+
+    python benchmarks/gpu/validate.py serve --results benchmarks/results/gpu
+
+Stages:
+  checkpoints   write the random real-size checkpoints (full and 4-layer)
+  serve         profile h200-1gpu (short + long pool sharing the GPU):
+                (a) routing and limits, (c) cold prefill tokens/s at 32k, 128k
+                and the long pool's maximum, ingress time, (c2) overhead of our
+                path over the engine on 1k-token requests; replica restarts
+  stock         stock vLLM (no plugin) on the same GPU, same engine arguments,
+                same prompt sizes: the baseline of (c)
+  correctness   (b) next-token logprobs through the router at 8k, 300k, 500k
+                tokens vs a plain-PyTorch GPU reference of the same 4-layer
+                checkpoint, at the pool's base and at a wrong one
+  doc_qa        (d) 128k-token documents, two replicas, per router
+  summary       summary.json + doc_qa.png from the stage files
+
+The stack must already be importable (PYTHONPATH=repo:site from the wheel
+bundle; nothing is installed from the network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+SERVE_PROFILE = REPO / "deployments" / "h200-1gpu.yaml"
+CORRECTNESS_PROFILE = REPO / "benchmarks" / "profiles" / "gpu-correctness-h200.yaml"
+DOC_QA_PROFILE = REPO / "benchmarks" / "profiles" / "doc-qa-h200.yaml"
+MODEL = "internlm2_5-7b-chat-1m"
+FULL_CHECKPOINT = "internlm2_5-7b-chat-1m-random"
+REDUCED_LAYERS = 4
+# Token ids the offline tokenizer defines, past its special tokens.
+ID_RANGE = (16, 8000)
+
+
+def progress(msg: str) -> None:
+    print(f"[validate {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class StageLog:
+    """One stage's JSON, rewritten after every measurement."""
+
+    def __init__(self, results: Path, stage: str, command: str):
+        results.mkdir(parents=True, exist_ok=True)
+        self.path = results / f"{stage}.json"
+        self.data: dict = {"stage": stage, "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                           "versions": versions()}
+
+    def put(self, key: str, value) -> None:
+        self.data[key] = value
+        self.flush()
+
+    def append(self, key: str, value) -> None:
+        self.data.setdefault(key, []).append(value)
+        self.flush()
+
+    def flush(self) -> None:
+        self.path.write_text(json.dumps(self.data, indent=2) + "\n")
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("ray", "vllm", "torch", "transformers"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception as exc:  # noqa: BLE001 - recorded, not fatal
+            out[name] = f"unavailable: {type(exc).__name__}"
+    try:
+        import torch
+
+        out["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    except Exception:  # noqa: BLE001
+        out["gpu"] = "unknown"
+    return out
+
+
+def random_ids(n: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randrange(*ID_RANGE) for _ in range(n)]
+
+
+# --- checkpoints ------------------------------------------------------------------------
+
+
+def ensure_checkpoints(models: Path, *, reduced: bool = True, full: bool = True) -> dict:
+    from cluster.real_size import build_real_size
+
+    out = {}
+    if os.environ.get("VALIDATE_SKIP_CHECKPOINTS"):  # CPU dry runs of this script
+        return out
+    for layers, wanted in ((REDUCED_LAYERS, reduced), (None, full)):
+        if not wanted:
+            continue
+        started = time.perf_counter()
+        path = build_real_size(MODEL, models, layers=layers)
+        out[path.name] = round(time.perf_counter() - started, 1)
+        progress(f"checkpoint {path} ready in {out[path.name]} s")
+    return out
+
+
+# --- the cluster ------------------------------------------------------------------------
+
+
+class LocalCluster:
+    """The real stack (Ray, Serve, pools, ingress) for one profile, in this process."""
+
+    def __init__(self, profile: Path, overrides: list[str] | None = None):
+        from cluster.cli import free_loopback_port
+
+        self.port = free_loopback_port()
+        self.profile = profile
+        self.overrides = [f"ingress.port={self.port}", *(overrides or [])]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "LocalCluster":
+        from cluster.cli import free_loopback_port, start_cluster
+        from cluster.config import load_config
+
+        self.config = load_config(self.profile, self.overrides)
+        progress(f"starting {self.profile.name} ...")
+        started = time.perf_counter()
+        start_cluster(self.config, str(self.profile), self.overrides, address=None,
+                      metrics_port=free_loopback_port())
+        self.startup_s = time.perf_counter() - started
+        progress(f"cluster up in {self.startup_s:.0f} s")
+        return self
+
+    def replica_restarts(self) -> dict:
+        """Dead Serve replica actors per deployment: a restart leaves one behind."""
+        # The GCS actor table (a developer API): the state API needs the
+        # dashboard, which the cluster does not start.
+        from ray._private.state import actors
+
+        dead = actors(actor_state_name="DEAD").values()
+        counts: dict[str, int] = {}
+        for actor in dead:
+            name = actor.get("Name") or ""
+            if name.startswith("SERVE_REPLICA::"):
+                deployment = name.split("::")[1].split("#")[0]
+                counts[deployment] = counts.get(deployment, 0) + 1
+        return counts
+
+    def __exit__(self, *exc) -> None:
+        import ray
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()
+        progress("cluster stopped")
+
+
+def stream_completion(client, body: dict) -> dict:
+    """POST a streaming completion; time to the first token and the headers."""
+    started = time.perf_counter()
+    with client.stream("POST", "/v1/completions", json={**body, "stream": True}) as response:
+        if response.status_code != 200:
+            return {"status": response.status_code, "error": response.read().decode()[:500]}
+        ttft = None
+        for line in response.iter_lines():
+            if ttft is None and line.startswith("data: {") and '"text"' in line:
+                ttft = time.perf_counter() - started
+        return {
+            "status": 200, "ttft_s": ttft, "total_s": time.perf_counter() - started,
+            "pool": response.headers.get("x-pool"), "replica": response.headers.get("x-replica"),
+            "prompt_tokens": int(response.headers.get("x-prompt-tokens", 0)),
+            "server_timing": response.headers.get("server-timing"),
+        }
+
+
+def _server_timing_ms(header: str | None) -> dict[str, float]:
+    out = {}
+    for part in (header or "").split(","):
+        name, _, rest = part.strip().partition(";")
+        if "dur=" in rest:
+            out[name] = float(rest.split("dur=")[1])
+    return out
+
+
+# --- stage: serve -----------------------------------------------------------------------
+
+
+def stage_serve(args, log: StageLog) -> None:
+    import asyncio
+
+    import httpx
+    from ray import serve
+
+    from cluster.cli import APP_NAME
+    from deployments.engines import pool_deployment_name
+    from deployments.tokens import PromptTokenizer
+
+    os.environ["INTERNLM25_1M_PATH"] = str(args.models / FULL_CHECKPOINT)
+    log.put("checkpoints_s", ensure_checkpoints(args.models, reduced=False))
+    with LocalCluster(args.serve_profile) as cluster:
+        log.put("startup_s", round(cluster.startup_s, 1))
+        short, long_ = cluster.config.pool("il25-short"), cluster.config.pool("il25-long")
+        log.put("pools", {p.name: {"band": list(p.band), "max_model_len": p.engine.max_model_len}
+                          for p in cluster.config.pools})
+        client = httpx.Client(base_url=cluster.url, timeout=3600)
+        log.put("v1_pools", client.get("/v1/pools").json())
+
+        # (a) Routing and limits.
+        chat = client.post("/v1/chat/completions", json={
+            "model": MODEL, "messages": [{"role": "user", "content": "Name three prime numbers."}],
+            "max_tokens": 8})
+        routing = [{"case": "short chat", "status": chat.status_code, "pool": chat.headers.get("x-pool"),
+                    "replica": chat.headers.get("x-replica"), "expected_pool": short.name}]
+        over = client.post("/v1/completions", json={
+            "model": MODEL, "prompt": random_ids(long_.max_tokens + 1, seed=1), "max_tokens": 1})
+        routing.append({"case": "over the longest band", "status": over.status_code,
+                        "error": over.json().get("error"), "expected_status": 413})
+        log.put("routing", routing)
+        progress(f"routing: {[(r['case'], r['status'], r.get('pool')) for r in routing]}")
+
+        # Warm-up (first-request costs are not prefill).
+        stream_completion(client, {"model": MODEL, "prompt": random_ids(1024, seed=2), "max_tokens": 1})
+
+        # (c2) Our path vs the engine, 1k-token prompts, interleaved, each cold.
+        handle = serve.get_deployment_handle(pool_deployment_name(short.name), app_name=APP_NAME).options(
+            stream=True)
+        from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest
+
+        async def direct(ids):
+            request = CompletionRequest(model=MODEL, prompt=ids, max_tokens=1, add_special_tokens=False)
+            async for _ in handle.completions.remote(request, None):
+                pass
+
+        ours, engine = [], []
+        for i in range(args.overhead_repeats + 2):
+            ids_a, ids_b = random_ids(1024, seed=1000 + 2 * i), random_ids(1024, seed=1001 + 2 * i)
+            t0 = time.perf_counter()
+            asyncio.run(direct(ids_a))
+            d = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            response = client.post("/v1/completions", json={"model": MODEL, "prompt": ids_b, "max_tokens": 1})
+            o = time.perf_counter() - t0
+            assert response.status_code == 200, response.text
+            if i >= 2:  # the first rounds warm both paths up
+                engine.append(d * 1000)
+                ours.append(o * 1000)
+        log.put("short_overhead", {
+            "prompt_tokens": 1024, "repeats": len(ours),
+            "ours_ms": statistics.median(ours), "engine_ms": statistics.median(engine),
+            "ratio": statistics.median(ours) / statistics.median(engine),
+            "ours_ms_all": ours, "engine_ms_all": engine,
+            "engine_path": "Serve handle to the pool deployment from the driver (no HTTP proxy, no ingress)",
+        })
+        progress(f"short overhead: ours {statistics.median(ours):.1f} ms vs engine {statistics.median(engine):.1f} ms")
+
+        # (c) Cold prefill through the HTTP API, token-id prompts.
+        tokenizer = PromptTokenizer(MODEL, cluster.config.models[MODEL])
+        for size in args.prefill_sizes or (32768, 131072, long_.max_tokens - 1):
+            ids = random_ids(size, seed=size)
+            result = stream_completion(client, {"model": MODEL, "prompt": ids, "max_tokens": 1})
+            timing = _server_timing_ms(result.get("server_timing"))
+            # The ingress's own work on a text prompt of this size (the same
+            # tokenizer object the ingress uses; not part of the id request).
+            text = tokenizer.decode(ids)
+            t0 = time.perf_counter()
+            tokenizer.text_ids(text, add_special_tokens=False)
+            tokenize_ms = (time.perf_counter() - t0) * 1000
+            row = {"tokens": size, **{k: result.get(k) for k in ("status", "ttft_s", "pool", "replica", "prompt_tokens")},
+                   "ours_tok_s": size / result["ttft_s"] if result.get("ttft_s") else None,
+                   "route_ms": timing.get("route"), "tokenize_ms_text_prompt": tokenize_ms,
+                   "server_timing": result.get("server_timing")}
+            log.append("prefill", row)
+            progress(f"prefill {size:,}: {result.get('status')} {result.get('pool')} "
+                     f"TTFT {result.get('ttft_s')} s; tokenize text {tokenize_ms:.0f} ms")
+        routing.append({"case": "longest prompt", "status": log.data["prefill"][-1]["status"],
+                        "pool": log.data["prefill"][-1]["pool"], "expected_pool": long_.name})
+        log.put("routing", routing)
+        log.put("replica_restarts", cluster.replica_restarts())
+
+
+# --- stage: stock -----------------------------------------------------------------------
+
+
+def stage_stock(args, log: StageLog) -> None:
+    # Stock: no general plugin (ours is one), same engine arguments as the pools.
+    os.environ["VLLM_PLUGINS"] = "none"
+    os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
+    from cluster.config import load_config
+
+    os.environ["INTERNLM25_1M_PATH"] = str(args.models / FULL_CHECKPOINT)
+    ensure_checkpoints(args.models, reduced=False)
+    config = load_config(args.serve_profile)
+    long_ = config.pool("il25-long")
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    engine_args = {**long_.engine.to_engine_kwargs(), "gpu_memory_utilization": 0.9}
+    log.put("engine_args", engine_args)
+    started = time.perf_counter()
+    llm = LLM(model=str(args.models / FULL_CHECKPOINT), trust_remote_code=True, **engine_args)
+    log.put("startup_s", round(time.perf_counter() - started, 1))
+    params = SamplingParams(max_tokens=1, temperature=0)
+    llm.generate([TokensPrompt(prompt_token_ids=random_ids(1024, seed=3))], params, use_tqdm=False)
+    for size in args.prefill_sizes or (32768, 131072, long_.max_tokens - 1):
+        ids = random_ids(size, seed=size + 7)
+        t0 = time.perf_counter()
+        llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
+        elapsed = time.perf_counter() - t0
+        log.append("prefill", {"tokens": size, "stock_s": elapsed, "stock_tok_s": size / elapsed})
+        progress(f"stock prefill {size:,}: {elapsed:.2f} s")
+
+
+# --- stage: correctness -----------------------------------------------------------------
+
+
+def pool_base(config, pool) -> float:
+    """The rotary base the pool's engine uses (deployments/rope/pool.py)."""
+    from deployments.rope.ntk import dynamic_ntk_base
+
+    model = config.models[pool.model]
+    hf = json.loads((Path(model.path) / "config.json").read_text())
+    theta, head_dim = float(hf["rope_theta"]), hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"]
+    seq = min(max(pool.max_tokens, model.native_context), pool.engine.max_model_len)
+    if seq <= model.native_context:
+        return theta
+    return dynamic_ntk_base(theta, float(model.rope_scaling["factor"]), model.native_context, seq, head_dim)
+
+
+def stage_correctness(args, log: StageLog) -> None:
+    import httpx
+
+    os.environ["LONGCTX_GPU_MODELS"] = str(args.models)
+    ensure_checkpoints(args.models, full=False)
+    sizes = args.correctness_sizes
+    engine_rows = []
+    with LocalCluster(args.correctness_profile) as cluster:
+        config = cluster.config
+        client = httpx.Client(base_url=cluster.url, timeout=3600)
+        for size in sizes:
+            ids = random_ids(size, seed=size + 11)
+            t0 = time.perf_counter()
+            response = client.post("/v1/completions", json={
+                "model": MODEL, "prompt": ids, "max_tokens": 1, "temperature": 0, "logprobs": 20,
+                "return_tokens_as_token_ids": True})
+            elapsed = time.perf_counter() - t0
+            if response.status_code != 200:
+                log.append("engine", {"tokens": size, "status": response.status_code, "error": response.text[:500]})
+                continue
+            top = response.json()["choices"][0]["logprobs"]["top_logprobs"][0]
+            logprobs = {int(k.split(":", 1)[1]): v for k, v in top.items()}
+            row = {"tokens": size, "pool": response.headers.get("x-pool"), "seconds": elapsed, "top_logprobs": logprobs}
+            engine_rows.append(row)
+            log.append("engine", row)
+            progress(f"engine {size:,} tokens via {row['pool']}: {elapsed:.1f} s")
+        bases = {p.name: pool_base(config, p) for p in config.pools}
+        model_path = config.models[MODEL].path
+    import torch
+
+    from benchmarks.gpu.reference import InternLM2Reference
+
+    reference = InternLM2Reference(model_path, device="cuda" if torch.cuda.is_available() else "cpu")
+    stock_base = float(reference.config["rope_theta"])
+    for row in engine_rows:
+        ids = random_ids(row["tokens"], seed=row["tokens"] + 11)
+        base = bases[row["pool"]]
+        # Wrong: stock vLLM's base past the window; the long pool's inside it.
+        wrong = stock_base if base != stock_base else max(bases.values())
+        t0 = time.perf_counter()
+        right_lp = reference.next_token_logprobs(ids, base)
+        wrong_lp = reference.next_token_logprobs(ids, wrong)
+        tokens = torch.tensor(list(row["top_logprobs"].keys()))
+        engine_lp = torch.tensor(list(row["top_logprobs"].values()))
+        result = {
+            "tokens": row["tokens"], "pool": row["pool"], "base": base, "wrong_base": wrong,
+            "max_abs_diff": (engine_lp - right_lp[tokens].cpu()).abs().max().item(),
+            "wrong_base_diff": (engine_lp - wrong_lp[tokens].cpu()).abs().max().item(),
+            "reference_top1": int(right_lp.argmax()), "engine_top1": int(max(row["top_logprobs"], key=row["top_logprobs"].get)),
+            "reference_s": time.perf_counter() - t0,
+        }
+        log.append("agreement", result)
+        progress(f"{row['tokens']:,}: diff {result['max_abs_diff']:.4f} at the pool's base, "
+                 f"{result['wrong_base_diff']:.3f} at a wrong base")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+# --- stage: doc_qa ----------------------------------------------------------------------
+
+
+def stage_doc_qa(args, log: StageLog) -> None:
+    from benchmarks import doc_qa
+
+    os.environ["LONGCTX_GPU_MODELS"] = str(args.models)
+    ensure_checkpoints(args.models, reduced=False)
+    bench_args = argparse.Namespace(
+        documents=args.documents, questions=args.questions, document_tokens=args.document_tokens,
+        concurrency=2, data_dir="/tmp/longctx-data/doc-qa", profile=args.doc_qa_profile)
+    rows = doc_qa.run(bench_args, args.routers.split(","),
+                      on_result=lambda row: log.append("results", row))
+    log.put("done", len(rows))
+
+
+# --- summary ----------------------------------------------------------------------------
+
+
+def stage_summary(args, _log: StageLog | None) -> None:
+    results = args.results
+
+    def read(stage):
+        path = results / f"{stage}.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    serve_, stock, correct, qa = read("serve"), read("stock"), read("correctness"), read("doc_qa")
+    v = serve_.get("versions") or stock.get("versions") or correct.get("versions") or {}
+    agreement = correct.get("agreement", [])
+    floor = min((a["max_abs_diff"] for a in agreement if a["pool"] == "il25-short"), default=None)
+    tolerance = max(0.05, 4 * floor) if floor is not None else None
+    stock_by_size = {r["tokens"]: r for r in stock.get("prefill", [])}
+    prefill = []
+    for row in serve_.get("prefill", []):
+        base = stock_by_size.get(row["tokens"])
+        prefill.append({
+            "tokens": row["tokens"], "pool": row["pool"], "ours_tok_s": row["ours_tok_s"],
+            "stock_tok_s": base and base["stock_tok_s"],
+            "ratio": base and row["ours_tok_s"] and row["ours_tok_s"] / base["stock_tok_s"],
+            "ingress_route_ms": row.get("route_ms"), "ingress_tokenize_ms_text": row.get("tokenize_ms_text_prompt"),
+        })
+    summary = {
+        "gpu": v.get("gpu"), "ray": v.get("ray"), "vllm": v.get("vllm"), "torch": v.get("torch"),
+        "python": v.get("python"),
+        "command": "python benchmarks/gpu/validate.py {checkpoints,serve,stock,correctness,doc_qa} "
+                   "--results benchmarks/results/gpu (on the H200; benchmarks/gpu/README.md)",
+        "long_pool_max_tokens": max((p["band"][1] for p in serve_.get("pools", {}).values()), default=None),
+        "routing": serve_.get("routing"),
+        "replica_restarts": serve_.get("replica_restarts"),
+        "startup_s": serve_.get("startup_s"),
+        "logprob_agreement": [
+            {"tokens": a["tokens"], "pool": a["pool"], "max_abs_diff": a["max_abs_diff"], "tolerance": tolerance,
+             "wrong_base_diff": a["wrong_base_diff"]} for a in agreement],
+        "logprob_tolerance_rule": "max(0.05, 4 x the engine-vs-reference difference at 8k tokens inside the "
+                                  "native window, where both use the stock base: the bf16 noise floor)",
+        "prefill": prefill,
+        "short_overhead": {k: serve_.get("short_overhead", {}).get(k) for k in ("ours_ms", "engine_ms", "ratio")},
+        "doc_qa": [{
+            "router": r["router"], "doc_tokens": statistics.median(r["document_tokens"]),
+            "cold_ttft_s": r["cold_ttft_s_median"], "warm_ttft_s": r["warm_ttft_s_median"],
+            "warm_p90_s": r["warm_ttft_s_p90"], "affinity": r["follow_ups_on_holding_replica"],
+            "questions_per_s": r["questions_per_s"], "cold_over_warm": r["cold_over_warm"],
+        } for r in qa.get("results", [])],
+    }
+    (results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if qa.get("results"):
+        from benchmarks import doc_qa
+
+        doc_qa.plot(qa["results"], results / "doc_qa.png")
+    print(json.dumps(summary, indent=2))
+
+
+STAGES = {
+    "checkpoints": lambda args, log: log.put("checkpoints_s", ensure_checkpoints(args.models)),
+    "serve": stage_serve,
+    "stock": stage_stock,
+    "correctness": stage_correctness,
+    "doc_qa": stage_doc_qa,
+    "summary": stage_summary,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=list(STAGES))
+    parser.add_argument("--results", type=Path, required=True, help="folder for the stage JSONs")
+    parser.add_argument("--models", type=Path, default=Path("/root/models"), help="checkpoint folder")
+    parser.add_argument("--prefill-sizes", type=int, nargs="*", default=None)
+    parser.add_argument("--overhead-repeats", type=int, default=30)
+    parser.add_argument("--correctness-sizes", type=int, nargs="*", default=[8192, 300_000, 500_000])
+    parser.add_argument("--routers", default="affinity,power_of_two,prefix_cache")
+    parser.add_argument("--documents", type=int, default=4)
+    parser.add_argument("--questions", type=int, default=3)
+    parser.add_argument("--document-tokens", type=int, default=128_000)
+    # Other profiles with the same pool names: CPU dry runs of this script.
+    parser.add_argument("--serve-profile", type=Path, default=SERVE_PROFILE)
+    parser.add_argument("--correctness-profile", type=Path, default=CORRECTNESS_PROFILE)
+    parser.add_argument("--doc-qa-profile", type=Path, default=DOC_QA_PROFILE)
+    args = parser.parse_args(argv)
+    command = "python benchmarks/gpu/validate.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    log = None if args.stage == "summary" else StageLog(args.results, args.stage, command)
+    STAGES[args.stage](args, log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
