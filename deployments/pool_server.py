@@ -8,7 +8,6 @@ responses nor Serve's handle report it. Completions gain one leading
 
 from __future__ import annotations
 
-import os
 from typing import Any, AsyncGenerator
 
 from ray import serve
@@ -17,18 +16,15 @@ from ray import serve
 # deprecated shim in 2.58.
 from ray.serve.llm.deployment import LLMServer
 
-from deployments.engine_ports import claim_port_slot
+from deployments.engine_start import engine_start_lock
 from deployments.replica_tag import ReplicaTag
 
 
 class PoolServer(LLMServer):
     async def __init__(self, llm_config, **kwargs):
-        # Before the engine starts: its port probe reads the environment
-        # (deployments/engine_ports.py). One replica per process, so the
-        # process environment is this engine's alone.
-        self._port_slot = claim_port_slot()
-        os.environ.update(self._port_slot.engine_env())
-        await super().__init__(llm_config, **kwargs)
+        # One engine start at a time per node (deployments/engine_start.py).
+        async with engine_start_lock():
+            await super().__init__(llm_config, **kwargs)
 
     async def completions(self, request, raw_request_info=None) -> AsyncGenerator[Any, None]:
         stream = await super().completions(request, raw_request_info)

@@ -153,8 +153,8 @@ class LocalCluster:
         counts: dict[str, int] = {}
         for actor in dead:
             name = actor.get("Name") or ""
-            if name.startswith("SERVE_REPLICA::"):
-                deployment = name.split("::")[1].split("#")[0]
+            if name.startswith("SERVE_REPLICA::"):  # SERVE_REPLICA::<app>#<deployment>#<id>
+                deployment = name.split("::")[1].split("#")[1]
                 counts[deployment] = counts.get(deployment, 0) + 1
         return counts
 
