@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -74,13 +73,6 @@ def ray_logical_cpus(cluster: ClusterConfig) -> int | None:
 
 
 DEFAULT_METRICS_PORT = 8080
-
-
-def free_loopback_port() -> int:
-    """A port free on 127.0.0.1 now: for side-by-side local clusters (tests, benchmarks)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_cluster(

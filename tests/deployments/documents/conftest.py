@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from cluster.cli import free_loopback_port
+from tests.support.ports import free_loopback_port
 from deployments.documents.store import DocumentStore, StoreLimits
 
 READY_TIMEOUT_S = 10.0

@@ -19,7 +19,7 @@ def main() -> None:
     from vllm.inputs import TokensPrompt
     from vllm.model_executor.custom_op import op_registry_oot
 
-    from deployments.rope.compare import prompt_logprobs_from_output, random_prompt
+    from tests.support.rope.compare import prompt_logprobs_from_output, random_prompt
 
     out_path, *jobs = sys.argv[1:]
     results: dict[str, dict[str, list[float | None]]] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from deployments.rope.compare import TOLERANCE, max_abs_diff, random_prompt
+from tests.support.rope.compare import TOLERANCE, max_abs_diff, random_prompt
 
 # "Disagrees" means clearly outside the tolerance, not marginally.
 DISAGREE = 100 * TOLERANCE

@@ -1,7 +1,7 @@
 """Helpers to compare an engine's prompt logprobs with the reference.
 
-Shared by tests/rope and usable by end-to-end tests that get logprobs back
-through the router.
+Shared by tests/deployments/rope (engines in-process) and
+tests/e2e/test_long_context.py (logprobs back through the router).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 # Max abs difference in per-token prompt logprobs (nats) counted as agreement.
 # Measured engine-vs-reference differences on the float32 tiny models are
-# ~1e-5 (docs/long-context.md); a wrong rotary base moves them by > 1.
+# ~1e-5 (README, "Measured agreement"); a wrong rotary base moves them by > 1.
 # 1e-3 leaves two orders of magnitude for thread-count and chunking noise.
 TOLERANCE = 1e-3
 

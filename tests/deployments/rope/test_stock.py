@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.rope.compare import TOLERANCE, max_abs_diff, random_prompt
+from tests.support.rope.compare import TOLERANCE, max_abs_diff, random_prompt
 
 INSIDE = 1500
 
@@ -27,7 +27,7 @@ def stock_logprobs(demo_models, tmp_path_factory):
     jobs = [
         f"{m.path}:{m.max_model_len}:{INSIDE},{m.long_len}" for m in demo_models.values()
     ]
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     env = dict(os.environ, VLLM_PLUGINS="", PYTHONPATH=str(repo))
     proc = subprocess.run(
         [sys.executable, str(Path(__file__).with_name("stock_engine.py")), str(out), *jobs],

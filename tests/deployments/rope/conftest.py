@@ -18,7 +18,7 @@ import pytest
 # vLLM reads these in the engine processes it spawns; set before any engine.
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class CachedReference:
     the same (prompt, base) and a 9k-token reference pass costs seconds."""
 
     def __init__(self, path: Path):
-        from deployments.rope.reference import ReferenceModel
+        from tests.support.rope.reference import ReferenceModel
 
         self.model = ReferenceModel(path)
         self.rope = self.model.rope
@@ -120,7 +120,7 @@ class Engine:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        from deployments.rope.compare import prompt_logprobs_from_output
+        from tests.support.rope.compare import prompt_logprobs_from_output
 
         key = hash(tuple(token_ids))
         if key not in self._cache:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from deployments.rope.compare import TOLERANCE, max_abs_diff, random_prompt
+from tests.support.rope.compare import TOLERANCE, max_abs_diff, random_prompt
 
 INSIDE = 1500
 
