@@ -22,7 +22,7 @@ QKV output, MLP gate/up + activation), plus 1 GiB of non-torch memory (CUDA
 context, cuBLAS/NCCL workspaces, allocator slack), 0.5 GiB for NCCL/custom
 all-reduce buffers when tp > 1, and 0.5 GiB for CUDA graphs unless
 ``enforce_eager``. For InternLM2.5 on one A100-80G with B = 16384 this is
-3.5 GiB and reproduces FACTS.md's ~445k-token figure. Real runs differ by a
+3.5 GiB and gives the ~445k-token single-request capacity estimated for it. Real runs differ by a
 few percent; a pool that fits only by less than that margin is flagged.
 """
 
@@ -87,7 +87,8 @@ class Architecture(_Frozen):
         return 2 * self.num_layers * kv_heads * self.head_dim * kv_bytes
 
 
-# The published checkpoints' config.json (see FACTS.md); used when a profile
+# The published checkpoints' config.json (internlm/internlm2_5-7b-chat-1m and
+# internlm/internlm3-8b-instruct on the Hugging Face hub); used when a profile
 # names weights that are not on this machine.
 ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType(
     {

@@ -88,7 +88,7 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     router = _request_router(pool)
     if router is not None:
         deployment_config["request_router_config"] = router
-    env_vars = {**cluster.engine_env, **rope.runtime_env_vars(), **pool.env}
+    env_vars = {**cluster.engine_env, **pool.env}
     return LLMConfig(
         model_loading_config={
             "model_id": pool.model,

@@ -383,10 +383,6 @@ class RedisDocumentStore:
                 return int(self._redis.get(f"{self._p}count") or 0)
             return int(self._redis.zcard(self._index_key(owner)))
 
-    def ping(self) -> None:
-        with self._errors():
-            self._redis.ping()
-
     def close(self) -> None:
         self._closed.set()
         self._redis.close()

@@ -343,10 +343,6 @@ class SQLiteDocumentStore:
                 (n,) = conn.execute("SELECT COUNT(*) FROM documents WHERE owner IS ?", (owner,)).fetchone()
         return n
 
-    def ping(self) -> None:
-        with self._connection() as conn:
-            conn.execute("SELECT 1 FROM documents LIMIT 1").fetchall()
-
     def close(self) -> None:
         with self._lock:
             self._closed = True

@@ -400,10 +400,6 @@ class DocumentStore(Protocol):
         """Documents of ``owner``, or of everyone with ANY_OWNER."""
         ...
 
-    def ping(self) -> None:
-        """Raise StoreUnavailable unless the backend answers (readiness)."""
-        ...
-
     def close(self) -> None: ...
 
 

@@ -1,7 +1,8 @@
 """Replica choice inside a pool: document affinity with bounded load.
 
 A question about a document is cheap only on the replica whose prefix cache
-already holds the document's KV (FACTS.md: 110x faster at 128k tokens). The
+already holds the document's KV (stock vLLM on one H100: 110x faster than a
+cold prefill at 128k tokens). The
 ingress tags each request with an affinity key (the document's key, or a hash
 of a long prompt's leading tokens) through Serve's ``session_id``; this router
 maps the key onto a consistent-hash ring of replicas, as Serve's own

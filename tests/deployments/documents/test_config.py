@@ -55,7 +55,7 @@ def test_unreachable_redis_is_unavailable():
     store = open_store(DocumentStoreConfig(backend="redis", url=f"redis://127.0.0.1:{port}/0", timeout_s=1))
     try:
         with pytest.raises(StoreUnavailable) as e:
-            store.ping()
+            store.count()
         assert e.value.http_status == 503
     finally:
         store.close()

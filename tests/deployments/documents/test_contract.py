@@ -35,7 +35,6 @@ def doc(text: str = "The quick brown fox.", owner: str | None = "alice", **kw) -
 def test_store_satisfies_protocol(store):
     assert isinstance(store, DocumentStore)
     assert store.limits == StoreLimits()
-    store.ping()
 
 
 def test_round_trip(store):

@@ -5,11 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deployments.rope import (
-    engine_kwargs_for_pool,
-    max_supported_len,
-    runtime_env_vars,
-)
+from deployments.rope import engine_kwargs_for_pool, max_supported_len
 from deployments.rope.ntk import dynamic_ntk_base
 
 IL25 = {"type": "dynamic", "factor": 2.5}  # legacy key, as in InternLM2.5's config.json
@@ -80,10 +76,6 @@ def test_pool_beyond_supported_length_is_refused():
     with pytest.raises(ValueError, match="at most 4096"):
         engine_kwargs_for_pool(native_context=4096, rope_scaling=None,
                                max_model_len=8192, band_max_tokens=8192)
-
-
-def test_runtime_env_vars():
-    assert runtime_env_vars() == {}
 
 
 def test_plugin_is_idempotent_and_reads_the_pool_hint(demo_models):
