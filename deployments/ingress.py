@@ -29,7 +29,7 @@ from cluster.config import ClusterConfig
 from deployments.chat_format import ChatStreamRewriter, chat_response, merge_choices, reindex_choices, sse_texts
 from deployments.auth import KeyRing
 from deployments.documents.api import DocumentService, document_routes
-from deployments.documents.store import open_store
+from deployments.documents.backends.factory import open_store
 from deployments.engines import pool_deployment_name
 from deployments.errors import APIError, install_error_handlers, sse_error_event
 from deployments.http_limits import BodyLimitMiddleware

@@ -24,7 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from starlette.responses import JSONResponse, Response
 
 from deployments.documents.layout import DocumentLayout, decode_ids, encode_ids
-from deployments.documents.store import Document, DocumentMeta, DocumentStore, DocumentStoreError
+from cluster.config.documents import StoreLimits
+from deployments.documents.errors import DocumentStoreError, DocumentTooLarge
+from deployments.documents.records import Document, DocumentMeta
+from deployments.documents.store import DocumentStore
 from deployments.errors import APIError
 from deployments.routing.bands import NoPoolFits
 from deployments.schemas import StreamOptions
@@ -74,6 +77,18 @@ class AskBody(BaseModel):
         return out
 
 
+def check_document_tokens(limits: StoreLimits, tokens: int) -> None:
+    """Raise DocumentTooLarge if a token count is over max_document_tokens.
+
+    The store never tokenizes, so this one limit is the API's to check, after
+    counting the document for a model.
+    """
+    if tokens > limits.max_document_tokens:
+        raise DocumentTooLarge(
+            "max_document_tokens", limits.max_document_tokens, tokens, "document has too many tokens"
+        )
+
+
 def _store_error(exc: DocumentStoreError) -> APIError:
     status = getattr(exc, "http_status", 400)
     return APIError(status, str(exc), code=type(exc).__name__.lower())
@@ -120,7 +135,7 @@ class DocumentService:
         tokens, pools, refusals = {}, {}, []
         for name, ids in ids_by_model.items():
             try:
-                limits.check_tokens(len(ids))
+                check_document_tokens(limits, len(ids))
                 decision = self._ingress.bands.choose(name, len(ids), self._question_budget(name))
             except (NoPoolFits, DocumentStoreError) as exc:
                 refusals.append(str(exc))

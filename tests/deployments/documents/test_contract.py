@@ -10,11 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pydantic import ValidationError
 
-from deployments.documents.store import (
-    ANY_OWNER,
-    MAX_PAGE_SIZE,
-    Document,
-    DocumentStore,
+from cluster.config.documents import StoreLimits
+from deployments.documents.errors import (
     DocumentStoreError,
     DocumentTooLarge,
     DuplicateDocument,
@@ -23,9 +20,10 @@ from deployments.documents.store import (
     InvalidDocument,
     NotUTF8,
     StoreFull,
-    StoreLimits,
     StoreUnavailable,
 )
+from deployments.documents.records import ANY_OWNER, MAX_PAGE_SIZE, Document
+from deployments.documents.store import DocumentStore
 
 
 def doc(text: str = "The quick brown fox.", owner: str | None = "alice", **kw) -> Document:
@@ -210,14 +208,6 @@ def test_per_owner_and_total_bytes_limits(backend):
     assert store.count() == 3
 
 
-def test_token_limit_helper():
-    limits = StoreLimits(max_document_tokens=100)
-    limits.check_tokens(100)
-    with pytest.raises(DocumentTooLarge) as e:
-        limits.check_tokens(101)
-    assert (e.value.limit, e.value.maximum, e.value.actual) == ("max_document_tokens", 100, 101)
-
-
 def test_invalid_text_is_rejected_at_the_boundary(store):
     with pytest.raises(NotUTF8) as e:
         Document.new(b"ok \xff\xfe bad")
@@ -276,7 +266,7 @@ def test_failed_put_leaves_nothing(backend, monkeypatch):
 
 
 def test_redis_wrong_type_index_leaves_nothing(redis_url):
-    from deployments.documents.redis_store import RedisDocumentStore
+    from deployments.documents.backends.redis import RedisDocumentStore
 
     store = RedisDocumentStore(redis_url, key_prefix=f"test:{uuid.uuid4().hex}:")
     d = doc()
@@ -533,7 +523,7 @@ def test_failed_put_with_token_ids_leaves_nothing(backend, monkeypatch):
 
 
 def test_redis_put_token_ids_wrong_type_changes_nothing(redis_url):
-    from deployments.documents.redis_store import RedisDocumentStore
+    from deployments.documents.backends.redis import RedisDocumentStore
 
     store = RedisDocumentStore(redis_url, key_prefix=f"test:{uuid.uuid4().hex}:")
     d = doc()
@@ -560,7 +550,7 @@ def test_token_ids_persist_across_reopen(backend):
 def test_sqlite_migrates_a_version_1_database(tmp_path):
     import sqlite3
 
-    from deployments.documents.sqlite import DB_FILE, SCHEMA_VERSION, SQLiteDocumentStore
+    from deployments.documents.backends.sqlite import DB_FILE, SCHEMA_VERSION, SQLiteDocumentStore
 
     d = doc()
     with SQLiteDocumentStore(tmp_path) as store:

@@ -27,27 +27,26 @@ from typing import Any, Iterator, Mapping
 
 import redis
 
-from deployments.documents.store import (
-    ANY_OWNER,
-    DOCUMENT_ID,
-    Document,
-    DocumentMeta,
-    DocumentStoreError,
-    DuplicateDocument,
-    Page,
-    StoreFull,
-    StoreLimits,
-    StoreUnavailable,
-    _AnyOwner,
+from cluster.config.documents import StoreLimits
+from deployments.documents.backends.common import (
     check_layout,
     check_page_size,
     check_store_capacity,
     check_token_ids,
-    decode_cursor,
-    encode_cursor,
     merge_counts,
     prepare,
     prepare_token_ids,
+)
+from deployments.documents.errors import DocumentStoreError, DuplicateDocument, StoreFull, StoreUnavailable
+from deployments.documents.records import (
+    ANY_OWNER,
+    DOCUMENT_ID,
+    AnyOwner,
+    Document,
+    DocumentMeta,
+    Page,
+    decode_cursor,
+    encode_cursor,
 )
 
 # Redis does not roll back a script that fails half-way, so every command
@@ -377,7 +376,7 @@ class RedisDocumentStore:
             return None
         return data
 
-    def count(self, owner: str | None | _AnyOwner = ANY_OWNER) -> int:
+    def count(self, owner: str | None | AnyOwner = ANY_OWNER) -> int:
         with self._errors():
             if owner is ANY_OWNER:
                 return int(self._redis.get(f"{self._p}count") or 0)

@@ -15,26 +15,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from deployments.documents.store import (
-    ANY_OWNER,
-    DOCUMENT_ID,
-    Document,
-    DocumentMeta,
-    DuplicateDocument,
-    Page,
+from cluster.config.documents import StoreLimits
+from deployments.documents.backends.common import (
     Prepared,
-    StoreLimits,
-    StoreUnavailable,
-    _AnyOwner,
     check_layout,
     check_page_size,
     check_store_capacity,
     check_token_ids,
-    decode_cursor,
     dumps,
     merge_counts,
     prepare,
     prepare_token_ids,
+)
+from deployments.documents.errors import DuplicateDocument, StoreUnavailable
+from deployments.documents.records import (
+    ANY_OWNER,
+    DOCUMENT_ID,
+    AnyOwner,
+    Document,
+    DocumentMeta,
+    Page,
+    decode_cursor,
 )
 
 DB_FILE = "documents.sqlite3"
@@ -335,7 +336,7 @@ class SQLiteDocumentStore:
             ).fetchone()
         return None if row is None else bytes(row[0])
 
-    def count(self, owner: str | None | _AnyOwner = ANY_OWNER) -> int:
+    def count(self, owner: str | None | AnyOwner = ANY_OWNER) -> int:
         with self._connection() as conn:
             if owner is ANY_OWNER:
                 (n,) = conn.execute("SELECT COUNT(*) FROM documents").fetchone()
