@@ -1,19 +1,19 @@
-"""Replica choice inside a pool: document affinity with bounded load.
+"""Replica choice inside a pool: bounded-load consistent hashing on the affinity key.
 
 A question about a document is cheap only on the replica whose prefix cache
 already holds the document's KV (stock vLLM on one H100: 110x faster than a
-cold prefill at 128k tokens). The
-ingress tags each request with an affinity key (the document's key, or a hash
-of a long prompt's leading tokens) through Serve's ``session_id``; this router
-maps the key onto a consistent-hash ring of replicas, as Serve's own
-``ConsistentHashRouter`` does, but skips a replica whose load is over
-``load_factor`` x the pool's mean (bounded-load consistent hashing, Mirrokni
-et al. 2018) once it runs as many requests as its engine batches at once
-(``min_load``), so one hot document cannot pile every request on one replica.
-Requests without a key go to the least-loaded replica.
+cold prefill at 128k tokens). The ingress passes each request's affinity key
+(key.py) as Serve's ``session_id``; this router maps the key onto a
+consistent-hash ring of replicas, as Serve's own ``ConsistentHashRouter``
+does, but skips a replica whose load is over ``load_factor`` x the pool's
+mean (bounded-load consistent hashing, Mirrokni et al. 2018) once it runs as
+many requests as its engine batches at once (``min_load``), so one hot
+document cannot pile every request on one replica. Requests without a key go
+to the least-loaded replica.
 
-Set on a pool deployment through ``request_router_config``; it runs in the
-process of the caller (the ingress), once per pool handle.
+Installed on a pool deployment through ``request_router_config``
+(``deployments.routing.replica_routers``); it runs in the process of the
+caller (the ingress), once per pool handle.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cluster.config import load_config, profile_path
-from deployments.ingress import Ingress, create_app
+from deployments.ingress.http import create_app
+from deployments.ingress.service import Ingress
 
 KEY = "sk-test-123"
 IL25 = "internlm2_5-7b-chat-1m"
