@@ -35,3 +35,10 @@ def test_fields_are_documented():
     for model in (DocumentStoreConfig, StoreLimits):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no description"
+
+
+def test_token_id_limit_must_hold_a_full_document():
+    StoreLimits(max_document_tokens=1_048_576, max_token_id_bytes=4 * 1_048_576)
+    with pytest.raises(ValidationError, match="max_token_id_bytes"):
+        StoreLimits(max_document_tokens=1_048_576, max_token_id_bytes=4 * 1_048_576 - 1)
+    assert StoreLimits().max_token_id_bytes >= 4 * StoreLimits().max_document_tokens
