@@ -316,13 +316,10 @@ def drift(directory: Path = DASHBOARDS) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="report drift, write nothing")
-    args = parser.parse_args(argv)
-    if args.check:
+    if parser.parse_args(argv).check:
         stale = drift()
-        for name in stale:
-            print(f"stale: helm/monitoring/dashboards/{name}", file=sys.stderr)
-        if stale:
-            print("run: make generate", file=sys.stderr)
+        print("".join(f"stale: helm/monitoring/dashboards/{name}\n" for name in stale)
+              + ("run: make generate\n" if stale else ""), end="", file=sys.stderr)
         return 1 if stale else 0
     DASHBOARDS.mkdir(parents=True, exist_ok=True)
     for name, text in render().items():

@@ -48,14 +48,8 @@ class DocumentStore(Protocol):
         uploads made while paging land after the cursor and are not skipped."""
         ...
 
-    def update_counts(
-        self,
-        id: str,
-        owner: str | None,
-        *,
-        tokens: Mapping[str, int] | None = None,
-        pools: Mapping[str, str] | None = None,
-    ) -> DocumentMeta | None:
+    def update_counts(self, id: str, owner: str | None, *, tokens: Mapping[str, int] | None = None,
+                      pools: Mapping[str, str] | None = None) -> DocumentMeta | None:
         """Merge per-model token counts / pools into a stored document (a
         question for a model the upload did not count); None if not found."""
         ...

@@ -29,24 +29,12 @@ import redis
 
 from cluster.config.documents import StoreLimits
 from deployments.documents.backends.common import (
-    check_layout,
-    check_page_size,
-    check_store_capacity,
-    check_token_ids,
-    merge_counts,
-    prepare,
+    check_layout, check_page_size, check_store_capacity, check_token_ids, merge_counts, prepare,
     prepare_token_ids,
 )
 from deployments.documents.errors import DocumentStoreError, DuplicateDocument, StoreFull, StoreUnavailable
 from deployments.documents.records import (
-    ANY_OWNER,
-    DOCUMENT_ID,
-    AnyOwner,
-    Document,
-    DocumentMeta,
-    Page,
-    decode_cursor,
-    encode_cursor,
+    ANY_OWNER, DOCUMENT_ID, AnyOwner, Document, DocumentMeta, Page, decode_cursor, encode_cursor,
 )
 
 # Redis does not roll back a script that fails half-way, so every command
@@ -319,14 +307,8 @@ class RedisDocumentStore:
             next_cursor = encode_cursor(int(created), id)
         return Page(items, next_cursor)
 
-    def update_counts(
-        self,
-        id: str,
-        owner: str | None,
-        *,
-        tokens: Mapping[str, int] | None = None,
-        pools: Mapping[str, str] | None = None,
-    ) -> DocumentMeta | None:
+    def update_counts(self, id: str, owner: str | None, *, tokens: Mapping[str, int] | None = None,
+                      pools: Mapping[str, str] | None = None) -> DocumentMeta | None:
         if not isinstance(id, str) or not DOCUMENT_ID.match(id):
             return None
         meta = self.get_meta(id, owner)

@@ -17,26 +17,11 @@ from typing import Any, Iterator, Mapping
 
 from cluster.config.documents import StoreLimits
 from deployments.documents.backends.common import (
-    Prepared,
-    check_layout,
-    check_page_size,
-    check_store_capacity,
-    check_token_ids,
-    dumps,
-    merge_counts,
-    prepare,
-    prepare_token_ids,
+    Prepared, check_layout, check_page_size, check_store_capacity, check_token_ids, dumps, merge_counts,
+    prepare, prepare_token_ids,
 )
 from deployments.documents.errors import DuplicateDocument, StoreUnavailable
-from deployments.documents.records import (
-    ANY_OWNER,
-    DOCUMENT_ID,
-    AnyOwner,
-    Document,
-    DocumentMeta,
-    Page,
-    decode_cursor,
-)
+from deployments.documents.records import ANY_OWNER, DOCUMENT_ID, AnyOwner, Document, DocumentMeta, Page, decode_cursor
 
 DB_FILE = "documents.sqlite3"
 # 1: documents, texts. 2: token_ids.
@@ -277,14 +262,8 @@ class SQLiteDocumentStore:
         items = [DocumentMeta.model_validate(_meta_fields(r)) for r in rows[:limit]]
         return Page(items, items[-1].cursor if len(rows) > limit else None)
 
-    def update_counts(
-        self,
-        id: str,
-        owner: str | None,
-        *,
-        tokens: Mapping[str, int] | None = None,
-        pools: Mapping[str, str] | None = None,
-    ) -> DocumentMeta | None:
+    def update_counts(self, id: str, owner: str | None, *, tokens: Mapping[str, int] | None = None,
+                      pools: Mapping[str, str] | None = None) -> DocumentMeta | None:
         if not isinstance(id, str) or not DOCUMENT_ID.match(id):
             return None
         with self._write() as conn:
