@@ -18,6 +18,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cluster.config import ClusterConfig, load_config, profile_path
+from cluster.demo import build_all
+from cluster.planner import add_plan_parser
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO / "build" / "models"
@@ -47,8 +49,6 @@ def pool_table(cluster: ClusterConfig) -> str:
 
 
 def cmd_build_demo(args) -> int:
-    from cluster.demo import build_all
-
     build_all(Path(args.out), force=args.force)
     return 0
 
@@ -87,6 +87,8 @@ def start_cluster(
     A local Ray exports every metric (ray_serve_*, ray_vllm_*, ray_longctx_*)
     in Prometheus format on 127.0.0.1:metrics_port/metrics.
     """
+    # Imported here, not with the module: Ray and the app (which loads vLLM)
+    # take seconds, and validate / plan / build-demo need neither.
     import ray
     from ray import serve
 
@@ -158,8 +160,6 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
                            help="Ray's Prometheus export port when starting a local Ray")
         p.set_defaults(func=func)
-
-    from cluster.planner import add_plan_parser
 
     add_plan_parser(sub, _load)
 
