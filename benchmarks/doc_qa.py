@@ -32,7 +32,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cluster.cli import free_loopback_port  # noqa: E402
+from tests.support.ports import free_loopback_port  # noqa: E402
 
 PROFILE = REPO / "benchmarks" / "profiles" / "doc-qa-cpu.yaml"
 MODEL = "internlm2_5-7b-chat-1m"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -20,6 +19,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cluster.config import ClusterConfig, load_config, profile_path
+from cluster.demo import build_all
+from cluster.planner import add_plan_parser
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO / "build" / "models"
@@ -49,8 +50,6 @@ def pool_table(cluster: ClusterConfig) -> str:
 
 
 def cmd_build_demo(args) -> int:
-    from cluster.demo import build_all
-
     build_all(Path(args.out), force=args.force)
     return 0
 
@@ -84,13 +83,6 @@ def ray_logical_cpus(cluster: ClusterConfig) -> int | None:
 DEFAULT_METRICS_PORT = 8080
 
 
-def free_loopback_port() -> int:
-    """A port free on 127.0.0.1 now: for side-by-side local clusters (tests, benchmarks)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_cluster(
     cluster: ClusterConfig,
     profile: str,
@@ -103,6 +95,8 @@ def start_cluster(
     A local Ray exports every metric (ray_serve_*, ray_vllm_*, ray_longctx_*)
     in Prometheus format on 127.0.0.1:metrics_port/metrics.
     """
+    # Imported here, not with the module: Ray and the app (which loads vLLM)
+    # take seconds, and validate / plan / build-demo need neither.
     import ray
     from ray import serve
 
@@ -182,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
                            help="Ray's Prometheus export port when starting a local Ray")
         p.set_defaults(func=func)
-
-    from cluster.planner import add_plan_parser
 
     add_plan_parser(sub, _load)
 

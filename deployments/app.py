@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from cluster.config import ClusterConfig, load_config, profile_path
 from deployments.engines import build_pool_deployment
-from deployments.ingress import IngressDeployment
+from deployments.ingress.deployment import IngressDeployment
 
 
 def config_from_args(args: Mapping[str, Any]) -> ClusterConfig:

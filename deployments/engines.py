@@ -12,6 +12,7 @@ from typing import Any
 
 from cluster.config import ClusterConfig, PoolConfig
 from deployments import rope
+from deployments.routing.replica_routers import request_router_config
 
 POOL_DEPLOYMENT_PREFIX = "pool-"
 
@@ -54,25 +55,6 @@ def _rope_engine_kwargs(cluster: ClusterConfig, pool: PoolConfig) -> dict:
     )
 
 
-ROUTER_CLASSES = {
-    "affinity": "deployments.routing.affinity.DocumentAffinityRouter",
-    "prefix_cache": "deployments.routing.prefix_cache.TokenPrefixCacheAffinityRouter",
-}
-
-
-def _request_router(pool: PoolConfig) -> dict | None:
-    """Serve request_router_config of the pool; None keeps Serve's default."""
-    policy = pool.routing.policy
-    if policy == "power_of_two":
-        return None
-    kwargs = (
-        {"load_factor": pool.routing.load_factor, "min_load": pool.engine.max_num_seqs}
-        if policy == "affinity"
-        else {}
-    )
-    return {"request_router_class": ROUTER_CLASSES[policy], "request_router_kwargs": kwargs}
-
-
 def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     from ray.serve.llm import LLMConfig
 
@@ -100,10 +82,10 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     }
     if pool.max_ongoing_requests is not None:
         deployment_config["max_ongoing_requests"] = pool.max_ongoing_requests
-    router = _request_router(pool)
+    router = request_router_config(pool)
     if router is not None:
         deployment_config["request_router_config"] = router
-    env_vars = {**cluster.engine_env, **rope.runtime_env_vars(), **gpu_share_env(pool, cluster.device), **pool.env}
+    env_vars = {**cluster.engine_env, **gpu_share_env(pool, cluster.device), **pool.env}
     return LLMConfig(
         model_loading_config={
             "model_id": pool.model,

@@ -19,6 +19,24 @@ SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 REJECTION_REASONS = ("over_length", "overload", "unknown_model", "bad_request", "unavailable")
 
 
+def rejection_reason(status: int, error_code: str | None) -> str | None:
+    """The ``longctx_rejections`` reason of an answered request, or None when
+    it was not refused (a success, or a 5xx fault of the ingress itself)."""
+    if status < 400:
+        return None
+    if status == 413 and error_code == "context_length_exceeded":
+        return "over_length"
+    if error_code == "model_not_found":
+        return "unknown_model"
+    if status == 429:
+        return "overload"
+    if status in (503, 504):
+        return "unavailable"
+    if status < 500:
+        return "bad_request"
+    return None
+
+
 class RouterMetrics:
     """Counters, histograms and gauges of the request path."""
 
@@ -82,11 +100,12 @@ class RouterMetrics:
     def completed(self, model: str, pool: str, completion_tokens: int) -> None:
         self._completion_tokens.observe(completion_tokens, tags={"model": model, "pool": pool})
 
-    def rejected(self, model: str, reason: str) -> None:
-        self._rejections.inc(tags={"model": model, "reason": reason})
-
-    def answered(self, model: str, pool: str, status: int) -> None:
+    def answered(self, model: str, pool: str, status: int, error_code: str | None) -> None:
+        """One answered request, and its refusal reason if it was refused."""
         self._requests.inc(tags={"model": model, "pool": pool or "none", "status": str(status)})
+        reason = rejection_reason(status, error_code)
+        if reason is not None:
+            self._rejections.inc(tags={"model": model, "reason": reason})
 
     def documents_stored(self, count: int) -> None:
         self._documents.set(count)

@@ -1,9 +1,8 @@
 """The pool deployment's server: Ray Serve LLM's LLMServer, plus its own name.
 
-Why a subclass: clients and the affinity benchmark need to know which engine
-replica answered (the `x-replica` header), and neither Ray Serve LLM's
-responses nor Serve's handle report it. Completions gain one leading
-``ReplicaTag`` item, which the ingress strips; nothing else changes.
+Why a subclass: completions must say which engine replica answered, which
+Ray Serve LLM does not. Each completions stream gains one leading replica
+tag (the protocol is deployments/replica_tag.py); nothing else changes.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from ray import serve
 from ray.serve.llm.deployment import LLMServer
 
 from deployments.engine_start import engine_start_lock
-from deployments.replica_tag import ReplicaTag
+from deployments.replica_tag import tag_stream
 
 
 class PoolServer(LLMServer):
@@ -29,11 +28,4 @@ class PoolServer(LLMServer):
     async def completions(self, request, raw_request_info=None) -> AsyncGenerator[Any, None]:
         stream = await super().completions(request, raw_request_info)
         context = serve.get_replica_context()
-        tag = ReplicaTag(f"{context.deployment}#{context.replica_id.unique_id}")
-
-        async def tagged():
-            yield tag
-            async for item in stream:
-                yield item
-
-        return tagged()
+        return tag_stream(stream, f"{context.deployment}#{context.replica_id.unique_id}")

@@ -1,18 +1,24 @@
-"""Write the Grafana dashboards in monitoring/dashboards/ from one description.
+"""Write the Grafana dashboards in helm/monitoring/dashboards/ from one description.
 
-The JSON files are what Grafana imports and what the tests read; this script
-keeps the shared pieces (datasource variable, the pool join, units) identical
-across three dashboards. Edit here, run `python monitoring/build_dashboards.py`,
-commit both; tests/monitoring/test_rules.py fails when they disagree.
+  python monitoring/build_dashboards.py            write them
+  python monitoring/build_dashboards.py --check    exit 1 and list what is stale
+
+The JSON files are what Grafana imports (the chart's ConfigMaps, or by hand
+for `make monitor`) and what the tests read; this script keeps the shared
+pieces (datasource variable, the pool join, units) identical across three
+dashboards. They live in the chart, their only home, because Helm reads only
+inside the chart. Edit here, run `make generate`, commit both; `make check`
+fails when they disagree.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
-DASHBOARDS = Path(__file__).resolve().parent / "dashboards"
+DASHBOARDS = Path(__file__).resolve().parents[1] / "helm" / "monitoring" / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 APP = 'application="longctx"'
 
@@ -298,8 +304,24 @@ def render() -> dict[str, str]:
     return {name: json.dumps(build(), indent=2, ensure_ascii=False) + "\n" for name, build in BUILDERS.items()}
 
 
-def main() -> int:
-    DASHBOARDS.mkdir(exist_ok=True)
+def drift(directory: Path = DASHBOARDS) -> list[str]:
+    """Dashboards whose file differs from what this script renders; empty when in step."""
+    rendered = render()
+    stale = [name for name, text in rendered.items()
+             if not (directory / name).is_file() or (directory / name).read_text() != text]
+    stale += [f"{path.name} (not built here)" for path in sorted(directory.glob("*.json")) if path.name not in rendered]
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="report drift, write nothing")
+    if parser.parse_args(argv).check:
+        stale = drift()
+        print("".join(f"stale: helm/monitoring/dashboards/{name}\n" for name in stale)
+              + ("run: make generate\n" if stale else ""), end="", file=sys.stderr)
+        return 1 if stale else 0
+    DASHBOARDS.mkdir(parents=True, exist_ok=True)
     for name, text in render().items():
         (DASHBOARDS / name).write_text(text)
         print(DASHBOARDS / name)

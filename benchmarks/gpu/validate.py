@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import random
 import statistics
 import sys
 import time
@@ -44,154 +42,20 @@ sys.path.insert(0, str(REPO))
 SERVE_PROFILE = REPO / "deployments" / "h200-1gpu.yaml"
 CORRECTNESS_PROFILE = REPO / "benchmarks" / "profiles" / "gpu-correctness-h200.yaml"
 DOC_QA_PROFILE = REPO / "benchmarks" / "profiles" / "doc-qa-h200.yaml"
-MODEL = "internlm2_5-7b-chat-1m"
-FULL_CHECKPOINT = "internlm2_5-7b-chat-1m-random"
-REDUCED_LAYERS = 4
-# Token ids the offline tokenizer defines, past its special tokens.
-ID_RANGE = (16, 8000)
 
 
-def progress(msg: str) -> None:
-    print(f"[validate {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class StageLog:
-    """One stage's JSON, rewritten after every measurement."""
-
-    def __init__(self, results: Path, stage: str, command: str):
-        results.mkdir(parents=True, exist_ok=True)
-        self.path = results / f"{stage}.json"
-        self.data: dict = {"stage": stage, "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                           "versions": versions()}
-
-    def put(self, key: str, value) -> None:
-        self.data[key] = value
-        self.flush()
-
-    def append(self, key: str, value) -> None:
-        self.data.setdefault(key, []).append(value)
-        self.flush()
-
-    def flush(self) -> None:
-        self.path.write_text(json.dumps(self.data, indent=2) + "\n")
-
-
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in ("ray", "vllm", "torch", "transformers"):
-        try:
-            out[name] = __import__(name).__version__
-        except Exception as exc:  # noqa: BLE001 - recorded, not fatal
-            out[name] = f"unavailable: {type(exc).__name__}"
-    try:
-        import torch
-
-        out["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    except Exception:  # noqa: BLE001
-        out["gpu"] = "unknown"
-    return out
-
-
-def random_ids(n: int, seed: int) -> list[int]:
-    rng = random.Random(seed)
-    return [rng.randrange(*ID_RANGE) for _ in range(n)]
-
-
-# --- checkpoints ------------------------------------------------------------------------
-
-
-def ensure_checkpoints(models: Path, *, reduced: bool = True, full: bool = True) -> dict:
-    from cluster.real_size import build_real_size
-
-    out = {}
-    if os.environ.get("VALIDATE_SKIP_CHECKPOINTS"):  # CPU dry runs of this script
-        return out
-    for layers, wanted in ((REDUCED_LAYERS, reduced), (None, full)):
-        if not wanted:
-            continue
-        started = time.perf_counter()
-        path = build_real_size(MODEL, models, layers=layers)
-        out[path.name] = round(time.perf_counter() - started, 1)
-        progress(f"checkpoint {path} ready in {out[path.name]} s")
-    return out
-
-
-# --- the cluster ------------------------------------------------------------------------
-
-
-class LocalCluster:
-    """The real stack (Ray, Serve, pools, ingress) for one profile, in this process."""
-
-    def __init__(self, profile: Path, overrides: list[str] | None = None):
-        from cluster.cli import free_loopback_port
-
-        self.port = free_loopback_port()
-        self.profile = profile
-        self.overrides = [f"ingress.port={self.port}", *(overrides or [])]
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> "LocalCluster":
-        from cluster.cli import free_loopback_port, start_cluster
-        from cluster.config import load_config
-
-        self.config = load_config(self.profile, self.overrides)
-        progress(f"starting {self.profile.name} ...")
-        started = time.perf_counter()
-        start_cluster(self.config, str(self.profile), self.overrides, address=None,
-                      metrics_port=free_loopback_port())
-        self.startup_s = time.perf_counter() - started
-        progress(f"cluster up in {self.startup_s:.0f} s")
-        return self
-
-    def replica_restarts(self) -> dict:
-        """Dead Serve replica actors per deployment: a restart leaves one behind."""
-        # The GCS actor table (a developer API): the state API needs the
-        # dashboard, which the cluster does not start.
-        from ray._private.state import actors
-
-        dead = actors(actor_state_name="DEAD").values()
-        counts: dict[str, int] = {}
-        for actor in dead:
-            name = actor.get("Name") or ""
-            if name.startswith("SERVE_REPLICA::"):  # SERVE_REPLICA::<app>#<deployment>#<id>
-                deployment = name.split("::")[1].split("#")[1]
-                counts[deployment] = counts.get(deployment, 0) + 1
-        return counts
-
-    def __exit__(self, *exc) -> None:
-        import ray
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
-        progress("cluster stopped")
-
-
-def stream_completion(client, body: dict) -> dict:
-    """POST a streaming completion; time to the first token and the headers."""
-    started = time.perf_counter()
-    with client.stream("POST", "/v1/completions", json={**body, "stream": True}) as response:
-        if response.status_code != 200:
-            return {"status": response.status_code, "error": response.read().decode()[:500]}
-        ttft = None
-        for line in response.iter_lines():
-            if ttft is None and line.startswith("data: {") and '"text"' in line:
-                ttft = time.perf_counter() - started
-        return {
-            "status": 200, "ttft_s": ttft, "total_s": time.perf_counter() - started,
-            "pool": response.headers.get("x-pool"), "replica": response.headers.get("x-replica"),
-            "prompt_tokens": int(response.headers.get("x-prompt-tokens", 0)),
-            "server_timing": response.headers.get("server-timing"),
-        }
-
-
-def _server_timing_ms(header: str | None) -> dict[str, float]:
-    out = {}
-    for part in (header or "").split(","):
-        name, _, rest = part.strip().partition(";")
-        if "dur=" in rest:
-            out[name] = float(rest.split("dur=")[1])
-    return out
+from benchmarks.gpu.harness import (  # noqa: E402
+    FULL_CHECKPOINT,
+    MODEL,
+    LocalCluster,
+    StageLog,
+    ensure_checkpoints,
+    progress,
+    random_ids,
+    server_timing_ms,
+    stream_completion,
+)
+from benchmarks.gpu.summary import stage_summary  # noqa: E402
 
 
 # --- stage: serve -----------------------------------------------------------------------
@@ -270,7 +134,7 @@ def stage_serve(args, log: StageLog) -> None:
         for size in args.prefill_sizes or (32768, 131072, long_.max_tokens - 1):
             ids = random_ids(size, seed=size)
             result = stream_completion(client, {"model": MODEL, "prompt": ids, "max_tokens": 1})
-            timing = _server_timing_ms(result.get("server_timing"))
+            timing = server_timing_ms(result.get("server_timing"))
             # The ingress's own work on a text prompt of this size (the same
             # tokenizer object the ingress uses; not part of the id request).
             text = tokenizer.decode(ids)
@@ -410,62 +274,6 @@ def stage_doc_qa(args, log: StageLog) -> None:
     rows = doc_qa.run(bench_args, args.routers.split(","),
                       on_result=lambda row: log.append("results", row))
     log.put("done", len(rows))
-
-
-# --- summary ----------------------------------------------------------------------------
-
-
-def stage_summary(args, _log: StageLog | None) -> None:
-    results = args.results
-
-    def read(stage):
-        path = results / f"{stage}.json"
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    serve_, stock, correct, qa = read("serve"), read("stock"), read("correctness"), read("doc_qa")
-    v = serve_.get("versions") or stock.get("versions") or correct.get("versions") or {}
-    agreement = correct.get("agreement", [])
-    floor = min((a["max_abs_diff"] for a in agreement if a["pool"] == "il25-short"), default=None)
-    tolerance = max(0.05, 4 * floor) if floor is not None else None
-    stock_by_size = {r["tokens"]: r for r in stock.get("prefill", [])}
-    prefill = []
-    for row in serve_.get("prefill", []):
-        base = stock_by_size.get(row["tokens"])
-        prefill.append({
-            "tokens": row["tokens"], "pool": row["pool"], "ours_tok_s": row["ours_tok_s"],
-            "stock_tok_s": base and base["stock_tok_s"],
-            "ratio": base and row["ours_tok_s"] and row["ours_tok_s"] / base["stock_tok_s"],
-            "ingress_route_ms": row.get("route_ms"), "ingress_tokenize_ms_text": row.get("tokenize_ms_text_prompt"),
-        })
-    summary = {
-        "gpu": v.get("gpu"), "ray": v.get("ray"), "vllm": v.get("vllm"), "torch": v.get("torch"),
-        "python": v.get("python"),
-        "command": "python benchmarks/gpu/validate.py {checkpoints,serve,stock,correctness,doc_qa} "
-                   "--results benchmarks/results/gpu (on the H200; benchmarks/gpu/README.md)",
-        "long_pool_max_tokens": max((p["band"][1] for p in serve_.get("pools", {}).values()), default=None),
-        "routing": serve_.get("routing"),
-        "replica_restarts": serve_.get("replica_restarts"),
-        "startup_s": serve_.get("startup_s"),
-        "logprob_agreement": [
-            {"tokens": a["tokens"], "pool": a["pool"], "max_abs_diff": a["max_abs_diff"], "tolerance": tolerance,
-             "wrong_base_diff": a["wrong_base_diff"]} for a in agreement],
-        "logprob_tolerance_rule": "max(0.05, 4 x the engine-vs-reference difference at 8k tokens inside the "
-                                  "native window, where both use the stock base: the bf16 noise floor)",
-        "prefill": prefill,
-        "short_overhead": {k: serve_.get("short_overhead", {}).get(k) for k in ("ours_ms", "engine_ms", "ratio")},
-        "doc_qa": [{
-            "router": r["router"], "doc_tokens": statistics.median(r["document_tokens"]),
-            "cold_ttft_s": r["cold_ttft_s_median"], "warm_ttft_s": r["warm_ttft_s_median"],
-            "warm_p90_s": r["warm_ttft_s_p90"], "affinity": r["follow_ups_on_holding_replica"],
-            "questions_per_s": r["questions_per_s"], "cold_over_warm": r["cold_over_warm"],
-        } for r in qa.get("results", [])],
-    }
-    (results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if qa.get("results"):
-        from benchmarks import doc_qa
-
-        doc_qa.plot(qa["results"], results / "doc_qa.png")
-    print(json.dumps(summary, indent=2))
 
 
 STAGES = {

@@ -1,50 +1,12 @@
-"""Document store for long-document QA (issue 4): upload once, ask many.
+"""Long-document QA (issue 4): upload once, ask many.
 
-``open_store(DocumentStoreConfig)`` returns a ``DocumentStore``; SQLite is the
-embedded default, Redis serves ingress replicas on several nodes. See
-docs/documents-store.md.
+  api.py        the HTTP endpoints and the question path (through the ingress's request path)
+  layout.py     the prompt layout [system][document][question] and its token ids
+  store.py      DocumentStore: the interface every backend implements
+  records.py    Document, DocumentMeta, Page, cursors
+  errors.py     the store's refusals, each with its HTTP status
+  backends/     open_store(DocumentStoreConfig) and the SQLite / Redis backends
+
+The store's settings are part of the config schema
+(``cluster.config.documents``). See docs/documents-store.md.
 """
-
-from deployments.documents.store import (
-    ANY_OWNER,
-    MAX_PAGE_SIZE,
-    Document,
-    DocumentMeta,
-    DocumentStore,
-    DocumentStoreConfig,
-    DocumentStoreError,
-    DocumentTooLarge,
-    DuplicateDocument,
-    EmptyDocument,
-    InvalidCursor,
-    InvalidDocument,
-    LimitExceeded,
-    NotUTF8,
-    Page,
-    StoreFull,
-    StoreLimits,
-    StoreUnavailable,
-    open_store,
-)
-
-__all__ = [
-    "ANY_OWNER",
-    "MAX_PAGE_SIZE",
-    "Document",
-    "DocumentMeta",
-    "DocumentStore",
-    "DocumentStoreConfig",
-    "DocumentStoreError",
-    "DocumentTooLarge",
-    "DuplicateDocument",
-    "EmptyDocument",
-    "InvalidCursor",
-    "InvalidDocument",
-    "LimitExceeded",
-    "NotUTF8",
-    "Page",
-    "StoreFull",
-    "StoreLimits",
-    "StoreUnavailable",
-    "open_store",
-]

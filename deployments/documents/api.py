@@ -17,20 +17,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.responses import JSONResponse, Response
 
 from deployments.documents.layout import DocumentLayout, decode_ids, encode_ids
-from deployments.documents.store import Document, DocumentMeta, DocumentStore, DocumentStoreError
+from cluster.config.documents import DocumentsConfig, StoreLimits
+from deployments.documents.errors import DocumentStoreError, DocumentTooLarge
+from deployments.documents.records import Document, DocumentMeta
+from deployments.documents.store import DocumentStore
 from deployments.errors import APIError
+from deployments.ingress.request_path import RequestPath, ServerTimings
 from deployments.routing.bands import NoPoolFits
 from deployments.schemas import StreamOptions
-
-if TYPE_CHECKING:
-    from deployments.ingress import Ingress
 
 
 class UploadBody(BaseModel):
@@ -74,6 +75,18 @@ class AskBody(BaseModel):
         return out
 
 
+def check_document_tokens(limits: StoreLimits, tokens: int) -> None:
+    """Raise DocumentTooLarge if a token count is over max_document_tokens.
+
+    The store never tokenizes, so this one limit is the API's to check, after
+    counting the document for a model.
+    """
+    if tokens > limits.max_document_tokens:
+        raise DocumentTooLarge(
+            "max_document_tokens", limits.max_document_tokens, tokens, "document has too many tokens"
+        )
+
+
 def _store_error(exc: DocumentStoreError) -> APIError:
     status = getattr(exc, "http_status", 400)
     return APIError(status, str(exc), code=type(exc).__name__.lower())
@@ -86,14 +99,14 @@ def _meta_view(meta: DocumentMeta) -> dict[str, Any]:
 
 
 class DocumentService:
-    """Documents of the ingress: store, layout, and the question path."""
+    """Documents of the ingress: store, layout, and questions over the request path."""
 
-    def __init__(self, ingress: "Ingress", store: DocumentStore):
-        self._ingress = ingress
+    def __init__(self, path: RequestPath, store: DocumentStore, config: DocumentsConfig):
+        self._path = path
         self._store = store
-        self._layout = DocumentLayout(ingress.cluster.documents.system_prompt)
-        self._max_questions = ingress.cluster.documents.max_questions
-        self._layout_keys = {name: self._layout.key(tok) for name, tok in ingress.tokenizers.items()}
+        self._layout = DocumentLayout(config.system_prompt)
+        self._max_questions = config.max_questions
+        self._layout_keys = {name: self._layout.key(tok) for name, tok in path.tokenizers.items()}
 
     def count(self) -> int:
         return self._store.count()
@@ -104,8 +117,8 @@ class DocumentService:
         owner = request.state.principal
         text, model, metadata = await self._read_upload(request)
         if model is not None:
-            self._ingress.tokenizer_for(model, request.state)
-        models = [model] if model is not None else list(self._ingress.tokenizers)
+            self._path.tokenizer_for(model, request.state)
+        models = [model] if model is not None else list(self._path.tokenizers)
         try:
             doc = Document.new(text, owner=owner, metadata=metadata)
         except DocumentStoreError as exc:
@@ -115,13 +128,13 @@ class DocumentService:
             raise APIError(413, f"document is {doc.bytes} bytes, over the limit of "
                                 f"{limits.max_document_bytes} bytes", code="document_too_large")
         ids_by_model = dict(zip(models, await asyncio.gather(*[
-            asyncio.to_thread(self._layout.prefix_ids, self._ingress.tokenizers[m], doc.text) for m in models
+            asyncio.to_thread(self._layout.prefix_ids, self._path.tokenizers[m], doc.text) for m in models
         ])))
         tokens, pools, refusals = {}, {}, []
         for name, ids in ids_by_model.items():
             try:
-                limits.check_tokens(len(ids))
-                decision = self._ingress.bands.choose(name, len(ids), self._question_budget(name))
+                check_document_tokens(limits, len(ids))
+                decision = self._path.bands.choose(name, len(ids), self._question_budget(name))
             except (NoPoolFits, DocumentStoreError) as exc:
                 refusals.append(str(exc))
                 continue
@@ -143,7 +156,7 @@ class DocumentService:
 
     def _question_budget(self, model: str) -> int:
         """Room a document must leave for a question and its answer."""
-        return self._ingress.cluster.models[model].default_max_tokens + 64
+        return self._path.cluster.models[model].default_max_tokens + 64
 
     async def _read_upload(self, request: Request) -> tuple[str | bytes, str | None, dict]:
         content_type = request.headers.get("content-type", "")
@@ -196,28 +209,26 @@ class DocumentService:
     # --- ask ---------------------------------------------------------------
 
     async def ask(self, request: Request, doc_id: str, body: AskBody) -> Response:
-        from deployments.ingress import _Timings
-
         questions = body.all_questions()
         if len(questions) > self._max_questions:
             raise APIError(422, f"{len(questions)} questions in one call; the limit is {self._max_questions}",
                            param="questions")
         meta = await self._meta(request, doc_id)
-        model = body.model or next(iter(meta.tokens), None) or next(iter(self._ingress.tokenizers))
-        tokenizer = self._ingress.tokenizer_for(model, request.state)
-        timings = _Timings()
+        model = body.model or next(iter(meta.tokens), None) or next(iter(self._path.tokenizers))
+        tokenizer = self._path.tokenizer_for(model, request.state)
+        timings = ServerTimings()
         started = time.perf_counter()
         prefix = await self._prefix_ids(request, meta, model)
         prompts = await asyncio.to_thread(
             lambda: [self._layout.question_ids(tokenizer, prefix, q) for q in questions]
         )
         timings.add("tokenize", time.perf_counter() - started)
-        decisions = [self._ingress.route(model, len(ids), body.max_tokens, timings) for ids in prompts]
+        decisions = [self._path.route(model, len(ids), body.max_tokens, timings) for ids in prompts]
         requests = [
-            self._ingress.engine_request(model, d, ids, body.sampling())
+            self._path.engine_request(model, d, ids, body.sampling())
             for d, ids in zip(decisions, prompts)
         ]
-        return await self._ingress.dispatch_many(decisions, requests, timings, document_key=meta.affinity_key)
+        return await self._path.dispatch_many(decisions, requests, timings, document_key=meta.affinity_key)
 
     async def _prefix_ids(self, request: Request, meta: DocumentMeta, model: str) -> list[int]:
         """The stored prefix ids; counted now (once) if the upload skipped this model."""
@@ -229,7 +240,7 @@ class DocumentService:
         doc = await asyncio.to_thread(self._store.get, meta.id, owner)
         if doc is None:
             raise APIError(404, f"document {meta.id} does not exist", code="document_not_found")
-        ids = await asyncio.to_thread(self._layout.prefix_ids, self._ingress.tokenizers[model], doc.text)
+        ids = await asyncio.to_thread(self._layout.prefix_ids, self._path.tokenizers[model], doc.text)
         try:
             await asyncio.to_thread(self._store.put_token_ids, meta.id, owner, layout_key, encode_ids(ids))
             await asyncio.to_thread(self._store.update_counts, meta.id, owner, tokens={model: len(ids)})

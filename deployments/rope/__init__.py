@@ -4,25 +4,16 @@ Public surface for the serving core (no torch/vLLM import at this level):
 
 * ``max_supported_len(native_context, rope_scaling)``
 * ``engine_kwargs_for_pool(native_context=, rope_scaling=, max_model_len=, band_max_tokens=)``
-* ``runtime_env_vars()``
 
 The engine-side half is the ``internlm_rope`` vLLM general plugin
-(``deployments.rope.plugin:register``); ``deployments.rope.reference`` holds
-the plain-PyTorch reference forward pass the tests compare against.
+(``deployments.rope.plugin:register``). Engines need no environment of their
+own: vLLM loads every installed general plugin when ``VLLM_PLUGINS`` is unset.
+A deployment that sets ``VLLM_PLUGINS`` must include ``internlm_rope``, or
+pools past the native window silently lose the fix (its absence cannot be
+detected from outside the engine). The plain-PyTorch reference the tests
+compare engines with is test code: ``tests/support/rope/reference.py``.
 """
 
-from deployments.rope.pool import (
-    NTK_SEQ_LEN_ATTR,
-    PLUGIN_NAME,
-    engine_kwargs_for_pool,
-    max_supported_len,
-    runtime_env_vars,
-)
+from deployments.rope.pool import NTK_SEQ_LEN_ATTR, engine_kwargs_for_pool, max_supported_len
 
-__all__ = [
-    "NTK_SEQ_LEN_ATTR",
-    "PLUGIN_NAME",
-    "engine_kwargs_for_pool",
-    "max_supported_len",
-    "runtime_env_vars",
-]
+__all__ = ["NTK_SEQ_LEN_ATTR", "engine_kwargs_for_pool", "max_supported_len"]

@@ -1,8 +1,8 @@
 """What the serving core needs to configure a pool's engines for correct long context.
 
 Variant: one fixed rotary base per pool, the dynamic NTK base for the pool's
-band maximum (the longest prompt the router sends there). See
-docs/long-context.md for why not per request.
+band maximum (the longest prompt the router sends there). README, "Long
+context correctness", says why not per request.
 
 The base itself is computed inside the engine by the ``internlm_rope`` vLLM
 plugin (deployments/rope/plugin.py), because only the engine knows
@@ -21,9 +21,6 @@ from deployments.rope.ntk import is_dynamic_ntk, rope_type
 # base the engine uses for every request. Plain int, so it survives JSON/YAML
 # serve configs (a callable hf_overrides would not).
 NTK_SEQ_LEN_ATTR = "dynamic_ntk_seq_len"
-
-# Entry-point name in pyproject.toml ([project.entry-points."vllm.general_plugins"]).
-PLUGIN_NAME = "internlm_rope"
 
 # Context lengths a model's publisher validated beyond vLLM's native x factor,
 # keyed by (rope type, factor, native window). InternLM2.5-7B-Chat-1M ships
@@ -105,14 +102,3 @@ def engine_kwargs_for_pool(
         overrides["model_max_length"] = int(max_model_len)
     return {"hf_overrides": overrides}
 
-
-def runtime_env_vars() -> dict[str, str]:
-    """Env vars the engine processes need.
-
-    None: vLLM loads every installed general plugin when VLLM_PLUGINS is
-    unset, and the project's editable install registers ``internlm_rope``.
-    If a deployment sets VLLM_PLUGINS for other reasons it must include
-    ``internlm_rope``, or pools past the native window silently lose the fix
-    (the plugin's absence cannot be detected from outside the engine).
-    """
-    return {}

@@ -34,10 +34,6 @@ class RouteDecision:
     prompt_tokens: int
     max_tokens: int
 
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.max_tokens
-
 
 class BandPolicy:
     """Chooses a pool by context length.

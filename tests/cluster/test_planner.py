@@ -48,7 +48,7 @@ def plan_of(raw: dict, **kwargs):
     return plan_pool(cluster, cluster.pools[0], **kwargs)
 
 
-# --- arithmetic against the published models (FACTS.md) ---------------------------
+# --- arithmetic against the published models (their config.json and sizes) ----------
 
 
 def test_parameter_counts_match_the_published_checkpoints():

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cluster.cli import free_loopback_port
+from tests.support.ports import free_loopback_port
 from cluster.config import ClusterConfig, load_config, profile_path
 
 

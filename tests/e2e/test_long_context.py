@@ -7,14 +7,14 @@ import math
 
 import pytest
 
-from deployments.rope.compare import TOLERANCE, max_abs_diff, random_prompt
+from tests.support.rope.compare import TOLERANCE, max_abs_diff, random_prompt
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("model, native_multiple", [("internlm2_5-7b-chat-1m", 1.5), ("internlm3-8b-instruct", 4.4)])
 def test_long_pool_logprobs_match_reference_past_native_window(http, cluster, model, native_multiple):
-    from deployments.rope.reference import ReferenceModel
+    from tests.support.rope.reference import ReferenceModel
 
     config = cluster.config.models[model]
     length = int(config.native_context * native_multiple)

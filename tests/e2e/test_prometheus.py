@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from cluster.cli import free_loopback_port
+from tests.support.ports import free_loopback_port
 from tests.monitoring import promql
 
 pytestmark = pytest.mark.e2e

@@ -7,70 +7,25 @@ CRD, and the serveConfigV2 must load with the project's own config loader.
 
 from __future__ import annotations
 
-import copy
 import importlib
-import importlib.util
 import json
-import shutil
-from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-helm = pytest.importorskip("helm_python", reason="pip install helm-python-sdk (requirements.txt)")
+from tests.helm.rendering import CASES, CHART, CI_FILES, K8S_VERSION, REPO, helm, kinds, render, the
+
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 from cluster.config import load_config  # noqa: E402
 from cluster.planner import failures, plan_cluster, worker_shapes  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "helm"
 CRD = REPO.parent / "shared" / "reference" / "kuberay-v1.7.0" / "ray.io_rayservices.yaml"
-K8S_VERSION = "1.30.0"
 CORE_GROUPS = ("v1", "apps/v1", "policy/v1", "networking.k8s.io/v1")
-CI_FILES = sorted((CHART / "ci").glob("*.yaml"))
 # Which deployments/ profile each values file deploys.
 PROFILE_OF = {"default": "a100-80g", "a100-80g": "a100-80g", "h100-80g": "h100-80g",
               "h200-141g": "h200-141g"}
-CASES = [pytest.param({}, "default", id="default")] + [
-    pytest.param(yaml.safe_load(f.read_text()), f.stem, id=f"ci/{f.name}") for f in CI_FILES
-]
-
-
-def _load_sync_tool():
-    spec = importlib.util.spec_from_file_location("helm_sync", CHART / "tools" / "sync.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def chart():
-    return helm.Chart.load(str(CHART))
-
-
-def render(chart, values, name="lc", namespace="llm") -> list[dict]:
-    manifests = chart.render(copy.deepcopy(values), name=name, namespace=namespace)
-    docs = []
-    for path, text in manifests.items():
-        if path.endswith("NOTES.txt"):
-            continue
-        for doc in yaml.safe_load_all(text):
-            if doc:
-                doc["__template"] = path
-                docs.append(doc)
-    return docs
-
-
-def kinds(docs, kind):
-    return [d for d in docs if d["kind"] == kind]
-
-
-def the(docs, kind):
-    found = kinds(docs, kind)
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
-    return found[0]
 
 
 def serve_config(rayservice) -> dict:
@@ -82,12 +37,6 @@ def ray_containers(rayservice):
     yield cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
     for group in cluster["workerGroupSpecs"]:
         yield group["template"]["spec"]["containers"][0]
-
-
-@pytest.fixture(scope="module")
-def rendered(chart):
-    return {case_id: render(chart, values) for values, case_id in
-            [(p.values[0], p.values[1]) for p in CASES]}
 
 
 def test_every_ci_profile_is_covered():
@@ -342,102 +291,3 @@ def test_pdbs_select_their_worker_group_pods(rendered):
         matching = [p for p in pdbs if all(labels.get(k) == v for k, v in
                                            p["spec"]["selector"]["matchLabels"].items())]
         assert len(matching) == 1 and matching[0]["spec"]["maxUnavailable"] == 1
-
-
-# --- monitoring: built from monitoring/ files ------------------------------------------
-
-
-def test_repository_monitoring_files_become_rules_and_dashboards(rendered):
-    dashboards = sorted(p.stem for p in (REPO / "monitoring" / "dashboards").glob("*.json"))
-    assert dashboards, "monitoring/dashboards is empty"
-    for docs in rendered.values():
-        names = sorted(d["metadata"]["name"].split("-dashboard-", 1)[1] for d in kinds(docs, "ConfigMap")
-                       if d["metadata"].get("labels", {}).get("grafana_dashboard") == "1")
-        assert names == dashboards
-    # ci/a100-80g.yaml forces the PrometheusRule on: every rule group of
-    # monitoring/rules is in it.
-    groups = {g["name"] for g in the(rendered["a100-80g"], "PrometheusRule")["spec"]["groups"]}
-    expected = {g["name"] for f in (REPO / "monitoring" / "rules").glob("*.yml")
-                for g in yaml.safe_load(f.read_text())["groups"]}
-    assert groups == expected
-    # Without the CRDs (offline render: no API) "auto" renders no PodMonitor
-    # or PrometheusRule; ci/a100-80g.yaml forces them on.
-    assert kinds(rendered["default"], "PodMonitor") == []
-    assert kinds(rendered["default"], "PrometheusRule") == []
-    monitor = the(rendered["a100-80g"], "PodMonitor")
-    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
-    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-
-
-@pytest.fixture
-def chart_with_monitoring(tmp_path):
-    copy_dir = tmp_path / "helm"
-    shutil.copytree(CHART, copy_dir, ignore=shutil.ignore_patterns("tools", "ci"))
-    dashboards = copy_dir / "monitoring" / "dashboards"
-    rules = copy_dir / "monitoring" / "rules"
-    # Only the files below, so the test does not depend on the repository's.
-    shutil.rmtree(dashboards)
-    shutil.rmtree(rules)
-    dashboards.mkdir()
-    rules.mkdir()
-    (dashboards / "Pools Overview.json").write_text(json.dumps({"title": "Pools", "panels": []}))
-    (dashboards / "kv.json").write_text('{"title": "KV", "templating": {"list": []}}')
-    (rules / "latency.yml").write_text(
-        "groups:\n- name: latency\n  rules:\n  - alert: TTFTHigh\n    expr: histogram_quantile(0.99, "
-        "sum(rate(x_bucket[5m])) by (le)) > 30\n    annotations:\n      summary: 'p99 {{ $value }}s'\n")
-    (rules / "kv.yml").write_text("groups:\n- name: kv\n  rules:\n  - record: a:b\n    expr: up\n")
-    (rules / "tests").mkdir()
-    (rules / "tests" / "latency_test.yml").write_text("rule_files: [../latency.yml]\n")
-    return copy_dir
-
-
-def test_monitoring_files_become_rules_and_dashboards(chart_with_monitoring):
-    chart = helm.Chart.load(str(chart_with_monitoring))
-    docs = render(chart, {"monitoring": {"prometheusRule": {"enabled": True}}})
-    rule = the(docs, "PrometheusRule")
-    assert [g["name"] for g in rule["spec"]["groups"]] == ["kv", "latency"]
-    # Alert templates are Prometheus', not Helm's: they must survive verbatim.
-    assert rule["spec"]["groups"][1]["rules"][0]["annotations"]["summary"] == "p99 {{ $value }}s"
-    dashboards = [d for d in kinds(docs, "ConfigMap") if d["metadata"]["labels"].get("grafana_dashboard") == "1"]
-    assert sorted(d["metadata"]["name"] for d in dashboards) == [
-        "lc-longctx-cluster-dashboard-kv", "lc-longctx-cluster-dashboard-pools-overview"]
-    pools = next(d for d in dashboards if d["metadata"]["name"].endswith("pools-overview"))
-    assert json.loads(pools["data"]["Pools Overview.json"]) == {"title": "Pools", "panels": []}
-    for doc in dashboards:
-        clean = {k: v for k, v in doc.items() if k != "__template"}
-        kubernetes_validate.validate(clean, K8S_VERSION, strict=True)
-    # "auto" without the CRD API: no PrometheusRule even with rule files.
-    assert kinds(render(chart, {}), "PrometheusRule") == []
-
-
-def test_invalid_dashboard_json_fails_the_render(chart_with_monitoring):
-    (chart_with_monitoring / "monitoring" / "dashboards" / "broken.json").write_text("{nope")
-    chart = helm.Chart.load(str(chart_with_monitoring))
-    with pytest.raises(helm.HelmError, match="broken.json"):
-        chart.render({}, name="lc", namespace="llm")
-
-
-def test_chart_copies_are_in_sync_with_the_repository():
-    stale = _load_sync_tool().drift()
-    assert stale == [], "run `python helm/tools/sync.py`:\n" + "\n".join(stale)
-
-
-def test_sync_tool_detects_and_fixes_drift(tmp_path):
-    tool = _load_sync_tool()
-    repo, chart = tmp_path / "repo", tmp_path / "repo" / "helm"
-    shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("tools"))
-    shutil.copytree(REPO / "deployments", repo / "deployments",
-                    ignore=shutil.ignore_patterns("*.py", "__pycache__", "rope", "routing"))
-    assert tool.drift(repo, chart) == []
-    (repo / "monitoring" / "dashboards").mkdir(parents=True)
-    (repo / "monitoring" / "rules").mkdir()
-    (repo / "monitoring" / "dashboards" / "d.json").write_text("{}")
-    profile = repo / "deployments" / "h100-80g.yaml"
-    profile.write_text(profile.read_text().replace("max_num_seqs: 16", "max_num_seqs: 12"))
-    stale = tool.drift(repo, chart)
-    assert any("d.json" in s for s in stale) and any("ci/h100-80g.yaml" in s for s in stale)
-    tool.write(repo, chart)
-    assert tool.drift(repo, chart) == []
-    assert (chart / "monitoring" / "dashboards" / "d.json").read_text() == "{}"
-    embedded = yaml.safe_load((chart / "ci" / "h100-80g.yaml").read_text())["clusterYaml"]
-    assert yaml.safe_load(embedded) == yaml.safe_load(profile.read_text())

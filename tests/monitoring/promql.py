@@ -1,4 +1,4 @@
-"""Read the PromQL out of monitoring/: dashboard targets, variables and rules.
+"""Read the PromQL out of the chart's monitoring files: dashboard targets, variables and rules.
 
 Shared by the static tests (tests/monitoring) and the real-Prometheus test
 (tests/e2e/test_prometheus.py), so both judge exactly the same expressions.
@@ -13,9 +13,13 @@ from pathlib import Path
 
 import yaml
 
-MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
-DASHBOARDS = MONITORING / "dashboards"
-RULES = MONITORING / "rules"
+REPO = Path(__file__).resolve().parents[2]
+# Local tooling: the dashboard builder, Prometheus config, promtool unit tests.
+MONITORING = REPO / "monitoring"
+RULE_TESTS = MONITORING / "tests"
+# Dashboards and rules live in the chart, their only home.
+DASHBOARDS = REPO / "helm" / "monitoring" / "dashboards"
+RULES = REPO / "helm" / "monitoring" / "rules"
 
 # What Grafana would put in place of its variables. "$pool" takes the pool
 # variable's "All" value (a regex): see the variable's allValue.

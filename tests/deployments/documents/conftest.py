@@ -17,8 +17,9 @@ from typing import Callable
 
 import pytest
 
-from cluster.cli import free_loopback_port
-from deployments.documents.store import DocumentStore, StoreLimits
+from tests.support.ports import free_loopback_port
+from cluster.config.documents import StoreLimits
+from deployments.documents.store import DocumentStore
 
 READY_TIMEOUT_S = 10.0
 
@@ -102,11 +103,11 @@ class Backend:
 @pytest.fixture(params=["sqlite", "redis"])
 def backend(request, tmp_path: Path) -> Backend:
     if request.param == "sqlite":
-        from deployments.documents.sqlite import SQLiteDocumentStore
+        from deployments.documents.backends.sqlite import SQLiteDocumentStore
 
         b = Backend("sqlite", lambda limits: SQLiteDocumentStore(tmp_path / "docs", limits))
     else:
-        from deployments.documents.redis_store import RedisDocumentStore
+        from deployments.documents.backends.redis import RedisDocumentStore
 
         url = request.getfixturevalue("redis_url")
         # A fresh prefix per test isolates tests on the shared server

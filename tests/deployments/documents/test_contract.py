@@ -1,21 +1,15 @@
-"""The DocumentStore contract, run against every backend (see conftest)."""
+"""The DocumentStore contract, run against every backend (see conftest): documents."""
 
 from __future__ import annotations
 
 import threading
-import uuid
-from array import array
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from pydantic import ValidationError
 
-from deployments.documents.store import (
-    ANY_OWNER,
-    MAX_PAGE_SIZE,
-    Document,
-    DocumentStore,
-    DocumentStoreError,
+from cluster.config.documents import StoreLimits
+from deployments.documents.errors import (
     DocumentTooLarge,
     DuplicateDocument,
     EmptyDocument,
@@ -23,19 +17,16 @@ from deployments.documents.store import (
     InvalidDocument,
     NotUTF8,
     StoreFull,
-    StoreLimits,
     StoreUnavailable,
 )
-
-
-def doc(text: str = "The quick brown fox.", owner: str | None = "alice", **kw) -> Document:
-    return Document.new(text, owner=owner, **kw)
+from deployments.documents.records import ANY_OWNER, MAX_PAGE_SIZE, Document
+from deployments.documents.store import DocumentStore
+from tests.support.documents import doc, inject_put_fault
 
 
 def test_store_satisfies_protocol(store):
     assert isinstance(store, DocumentStore)
     assert store.limits == StoreLimits()
-    store.ping()
 
 
 def test_round_trip(store):
@@ -211,14 +202,6 @@ def test_per_owner_and_total_bytes_limits(backend):
     assert store.count() == 3
 
 
-def test_token_limit_helper():
-    limits = StoreLimits(max_document_tokens=100)
-    limits.check_tokens(100)
-    with pytest.raises(DocumentTooLarge) as e:
-        limits.check_tokens(101)
-    assert (e.value.limit, e.value.maximum, e.value.actual) == ("max_document_tokens", 100, 101)
-
-
 def test_invalid_text_is_rejected_at_the_boundary(store):
     with pytest.raises(NotUTF8) as e:
         Document.new(b"ok \xff\xfe bad")
@@ -245,26 +228,10 @@ def test_invalid_text_is_rejected_at_the_boundary(store):
     assert store.count() == 0 and store.get(good.id, "alice") is None
 
 
-def _inject_put_fault(backend, store, monkeypatch) -> type[Exception]:
-    """Make the next put fail after its checks pass, in the middle of its
-    writes. Injected because neither backend can be made to fail there by any
-    input: the checks run first precisely so that inputs cannot."""
-    if backend.name == "sqlite":
-        def fail(conn, prepared):
-            raise OSError("injected: disk gone after the metadata row was written")
-
-        monkeypatch.setattr(store, "_insert_text", fail)
-        return OSError
-    # The Lua script writes nothing until its reads succeed; corrupting the
-    # counter makes the script fail exactly at that boundary.
-    store._redis.set(f"{store._p}count", "not a number")
-    return DocumentStoreError
-
-
 def test_failed_put_leaves_nothing(backend, monkeypatch):
     store = backend.open()
     d = doc(tokens={"m": 5})
-    error = _inject_put_fault(backend, store, monkeypatch)
+    error = inject_put_fault(backend, store, monkeypatch)
     with pytest.raises(error):
         store.put(d)
     monkeypatch.undo()
@@ -274,21 +241,6 @@ def test_failed_put_leaves_nothing(backend, monkeypatch):
     assert store.list("alice").items == [] and store.count() == 0 and store.count("alice") == 0
     store.put(d)  # no leftover blocks the same id
     assert store.get(d.id, "alice") == d and store.count() == 1
-
-
-def test_redis_wrong_type_index_leaves_nothing(redis_url):
-    from deployments.documents.redis_store import RedisDocumentStore
-
-    store = RedisDocumentStore(redis_url, key_prefix=f"test:{uuid.uuid4().hex}:")
-    d = doc()
-    # Injected corruption: another program wrote a string where the owner
-    # index belongs. ZCARD fails on it before the script writes anything.
-    store._redis.set(store._index_key("alice"), "oops")
-    with pytest.raises(DocumentStoreError):
-        store.put(d)
-    assert not store._redis.exists(store._meta_key(d.id), store._text_key(d.id))
-    assert store.count() == 0
-    store.close()
 
 
 def test_persists_across_reopen(backend):
@@ -388,198 +340,3 @@ def test_listing_and_meta_never_read_text(backend):
     store.put(d)
     assert _text_reads(backend, store, lambda: (store.list("alice"), store.get_meta(d.id, "alice"))) == []
     assert _text_reads(backend, store, lambda: store.get(d.id, "alice")) != []  # the probe sees reads
-
-
-# ---------------------------------------------------------------- token ids
-
-LAYOUT = "internlm2_5-7b-chat-1m@3f9a1c2b"
-
-
-def ids_blob(*ids: int) -> bytes:
-    return array("I", ids).tobytes()
-
-
-def test_token_ids_round_trip(store):
-    d = doc()
-    store.put(d)
-    assert store.get_token_ids(d.id, "alice", LAYOUT) is None
-    blob = ids_blob(1, 0, 2**32 - 1, 10, 13)  # NUL bytes and 0xff..: binary-safe
-    assert store.put_token_ids(d.id, "alice", LAYOUT, blob) is True
-    assert store.put_token_ids(d.id, "alice", "other@00000000", bytearray(b"")) is True
-    got = store.get_token_ids(d.id, "alice", LAYOUT)
-    assert type(got) is bytes and got == blob
-    assert array("I", got).tolist() == [1, 0, 2**32 - 1, 10, 13]
-    assert store.get_token_ids(d.id, "alice", "other@00000000") == b""
-    assert store.get_token_ids(d.id, "alice", "unknown@0") is None
-    # Ids are not part of the document's records or its accounting.
-    assert store.get(d.id, "alice") == d and store.get_meta(d.id, "alice") == d.meta()
-    assert store.list("alice").items == [d.meta()]
-
-
-def test_token_ids_overwrite(store):
-    d = doc()
-    store.put(d, token_ids={LAYOUT: ids_blob(1, 2, 3)})
-    assert store.put_token_ids(d.id, "alice", LAYOUT, ids_blob(4, 5))
-    assert store.get_token_ids(d.id, "alice", LAYOUT) == ids_blob(4, 5)
-    # A retried put stores its ids again, over what is there.
-    store.put(d, token_ids={LAYOUT: ids_blob(6)})
-    assert store.get_token_ids(d.id, "alice", LAYOUT) == ids_blob(6)
-    assert store.count() == 1
-
-
-def test_token_ids_owner_isolation(store):
-    mine, anon = doc(owner="alice"), doc(owner=None)
-    store.put(mine, token_ids={LAYOUT: ids_blob(1)})
-    store.put(anon, token_ids={LAYOUT: ids_blob(2)})
-    for other in ("bob", None, "ALICE"):
-        assert store.get_token_ids(mine.id, other, LAYOUT) is None
-        assert store.put_token_ids(mine.id, other, LAYOUT, ids_blob(9)) is False
-    assert store.get_token_ids(anon.id, "alice", LAYOUT) is None
-    assert store.put_token_ids(anon.id, "alice", LAYOUT, ids_blob(9)) is False
-    assert store.get_token_ids(mine.id, "alice", LAYOUT) == ids_blob(1)
-    assert store.get_token_ids(anon.id, None, LAYOUT) == ids_blob(2)
-    unknown = doc().id
-    assert store.put_token_ids(unknown, "alice", LAYOUT, ids_blob(1)) is False
-    assert store.put_token_ids("../x", "alice", LAYOUT, ids_blob(1)) is False
-    assert store.get_token_ids(unknown, "alice", LAYOUT) is None
-    assert store.get_token_ids("../x", "alice", LAYOUT) is None
-
-
-def test_delete_removes_token_ids(store):
-    d = doc()
-    store.put(d, token_ids={LAYOUT: ids_blob(1), "b@1": ids_blob(2)})
-    assert store.delete(d.id, "alice")
-    assert store.get_token_ids(d.id, "alice", LAYOUT) is None
-    assert store.put_token_ids(d.id, "alice", LAYOUT, ids_blob(3)) is False
-    # Re-putting the same document (same id) proves the ids are gone, not
-    # just hidden behind the missing document.
-    store.put(d)
-    assert store.get_token_ids(d.id, "alice", LAYOUT) is None
-    assert store.get_token_ids(d.id, "alice", "b@1") is None
-
-
-@pytest.mark.parametrize("bad", ["", "x" * 513, "a\ud800", 3, None])
-def test_invalid_layout_is_a_caller_bug(store, bad):
-    d = doc()
-    store.put(d)
-    with pytest.raises(ValueError):
-        store.put_token_ids(d.id, "alice", bad, ids_blob(1))
-    with pytest.raises(ValueError):
-        store.get_token_ids(d.id, "alice", bad)
-    other = doc("other")
-    with pytest.raises(ValueError):
-        store.put(other, token_ids={LAYOUT: ids_blob(1), bad: ids_blob(1)})
-    with pytest.raises(TypeError):
-        store.put(other, token_ids={LAYOUT: [1, 2]})
-    with pytest.raises(TypeError):
-        store.put_token_ids(d.id, "alice", LAYOUT, "1 2")
-    assert store.count() == 1 and store.get(other.id, "alice") is None
-
-
-def test_million_token_ids_round_trip(store):
-    blob = array("I", range(1_048_576)).tobytes()
-    assert len(blob) == 4 * 1024 * 1024
-    d = doc()
-    store.put(d, token_ids={LAYOUT: blob})
-    assert store.get_token_ids(d.id, "alice", LAYOUT) == blob
-    assert store.put_token_ids(d.id, "alice", "second@1", blob)
-    assert store.get_token_ids(d.id, "alice", "second@1") == blob
-
-
-def test_token_ids_over_limit(backend):
-    store = backend.open(StoreLimits(max_document_tokens=2, max_token_id_bytes=8))
-    d = doc()
-    store.put(d, token_ids={LAYOUT: ids_blob(1, 2)})  # 8 bytes: at the limit
-    with pytest.raises(DocumentTooLarge) as e:
-        store.put_token_ids(d.id, "alice", LAYOUT, ids_blob(1, 2, 3))
-    assert (e.value.limit, e.value.maximum, e.value.actual) == ("max_token_id_bytes", 8, 12)
-    assert e.value.http_status == 413
-    assert store.get_token_ids(d.id, "alice", LAYOUT) == ids_blob(1, 2)
-    big = doc("big")
-    with pytest.raises(DocumentTooLarge) as e:
-        store.put(big, token_ids={"ok@1": ids_blob(1), LAYOUT: ids_blob(1, 2, 3)})
-    assert e.value.limit == "max_token_id_bytes" and e.value.actual == 12
-    assert store.get(big.id, "alice") is None and store.count() == 1
-
-
-def test_token_id_limit_must_hold_a_full_document():
-    StoreLimits(max_document_tokens=1_048_576, max_token_id_bytes=4 * 1_048_576)
-    with pytest.raises(ValidationError, match="max_token_id_bytes"):
-        StoreLimits(max_document_tokens=1_048_576, max_token_id_bytes=4 * 1_048_576 - 1)
-    assert StoreLimits().max_token_id_bytes >= 4 * StoreLimits().max_document_tokens
-
-
-def test_failed_put_with_token_ids_leaves_nothing(backend, monkeypatch):
-    store = backend.open()
-    d = doc()
-    if backend.name == "sqlite":
-        # Fails after the metadata and text rows are written: the last step.
-        def fail(conn, id, token_ids):
-            raise OSError("injected: disk gone while writing token ids")
-
-        monkeypatch.setattr(store, "_insert_token_ids", fail)
-        error: type[Exception] = OSError
-    else:
-        error = _inject_put_fault(backend, store, monkeypatch)
-    with pytest.raises(error):
-        store.put(d, token_ids={LAYOUT: ids_blob(1, 2, 3)})
-    monkeypatch.undo()
-    if backend.name == "redis":
-        store._redis.delete(f"{store._p}count")
-        assert not store._redis.exists(store._ids_key(d.id))
-    assert store.get(d.id, "alice") is None and store.get_meta(d.id, "alice") is None
-    assert store.count() == 0 and store.list("alice").items == []
-    store.put(d)  # the id is free, and carries no leftover ids
-    assert store.get_token_ids(d.id, "alice", LAYOUT) is None
-
-
-def test_redis_put_token_ids_wrong_type_changes_nothing(redis_url):
-    from deployments.documents.redis_store import RedisDocumentStore
-
-    store = RedisDocumentStore(redis_url, key_prefix=f"test:{uuid.uuid4().hex}:")
-    d = doc()
-    store.put(d)
-    # Injected corruption where the ids hash belongs: a retried put's only
-    # write fails, and the document is as it was.
-    store._redis.set(store._ids_key(d.id), "oops")
-    with pytest.raises(DocumentStoreError):
-        store.put(d, token_ids={LAYOUT: ids_blob(1)})
-    with pytest.raises(DocumentStoreError):
-        store.put_token_ids(d.id, "alice", LAYOUT, ids_blob(1))
-    assert store.get(d.id, "alice") == d and store.count() == 1
-    store.close()
-
-
-def test_token_ids_persist_across_reopen(backend):
-    first = backend.open()
-    d = doc()
-    first.put(d, token_ids={LAYOUT: ids_blob(7, 8)})
-    first.close()
-    assert backend.open().get_token_ids(d.id, "alice", LAYOUT) == ids_blob(7, 8)
-
-
-def test_sqlite_migrates_a_version_1_database(tmp_path):
-    import sqlite3
-
-    from deployments.documents.sqlite import DB_FILE, SCHEMA_VERSION, SQLiteDocumentStore
-
-    d = doc()
-    with SQLiteDocumentStore(tmp_path) as store:
-        store.put(d)
-    # Turn the file back into what schema 1 left: no token_ids table.
-    conn = sqlite3.connect(tmp_path / DB_FILE)
-    conn.execute("DROP TABLE token_ids")
-    conn.execute("PRAGMA user_version=1")
-    conn.commit()
-    conn.close()
-    with SQLiteDocumentStore(tmp_path) as store:
-        assert store.get(d.id, "alice") == d
-        assert store.put_token_ids(d.id, "alice", LAYOUT, ids_blob(1))
-        assert store.get_token_ids(d.id, "alice", LAYOUT) == ids_blob(1)
-    conn = sqlite3.connect(tmp_path / DB_FILE)
-    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (2,)
-    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    conn.commit()
-    conn.close()
-    with pytest.raises(StoreUnavailable, match="schema version"):
-        SQLiteDocumentStore(tmp_path)

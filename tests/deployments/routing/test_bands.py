@@ -32,7 +32,7 @@ def policy():
 def test_smallest_fitting_band(policy, prompt, max_tokens, pool):
     decision = policy.choose("a", prompt, max_tokens)
     assert decision.pool.name == pool
-    assert decision.total_tokens == prompt + max_tokens
+    assert (decision.prompt_tokens, decision.max_tokens) == (prompt, max_tokens)
 
 
 def test_over_every_band_names_count_and_limit(policy):

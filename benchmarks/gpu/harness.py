@@ -1,0 +1,163 @@
+"""What the GPU validation stages share: stage logs, checkpoints, the local cluster, HTTP timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+MODEL = "internlm2_5-7b-chat-1m"
+FULL_CHECKPOINT = "internlm2_5-7b-chat-1m-random"
+REDUCED_LAYERS = 4
+# Token ids the offline tokenizer defines, past its special tokens.
+ID_RANGE = (16, 8000)
+
+
+def progress(msg: str) -> None:
+    print(f"[validate {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class StageLog:
+    """One stage's JSON, rewritten after every measurement."""
+
+    def __init__(self, results: Path, stage: str, command: str):
+        results.mkdir(parents=True, exist_ok=True)
+        self.path = results / f"{stage}.json"
+        self.data: dict = {"stage": stage, "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                           "versions": versions()}
+
+    def put(self, key: str, value) -> None:
+        self.data[key] = value
+        self.flush()
+
+    def append(self, key: str, value) -> None:
+        self.data.setdefault(key, []).append(value)
+        self.flush()
+
+    def flush(self) -> None:
+        self.path.write_text(json.dumps(self.data, indent=2) + "\n")
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("ray", "vllm", "torch", "transformers"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception as exc:  # noqa: BLE001 - recorded, not fatal
+            out[name] = f"unavailable: {type(exc).__name__}"
+    try:
+        import torch
+
+        out["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    except Exception:  # noqa: BLE001
+        out["gpu"] = "unknown"
+    return out
+
+
+def random_ids(n: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randrange(*ID_RANGE) for _ in range(n)]
+
+
+# --- checkpoints ------------------------------------------------------------------------
+
+
+def ensure_checkpoints(models: Path, *, reduced: bool = True, full: bool = True) -> dict:
+    from cluster.real_size import build_real_size
+
+    out = {}
+    if os.environ.get("VALIDATE_SKIP_CHECKPOINTS"):  # CPU dry runs of this script
+        return out
+    for layers, wanted in ((REDUCED_LAYERS, reduced), (None, full)):
+        if not wanted:
+            continue
+        started = time.perf_counter()
+        path = build_real_size(MODEL, models, layers=layers)
+        out[path.name] = round(time.perf_counter() - started, 1)
+        progress(f"checkpoint {path} ready in {out[path.name]} s")
+    return out
+
+
+# --- the cluster ------------------------------------------------------------------------
+
+
+class LocalCluster:
+    """The real stack (Ray, Serve, pools, ingress) for one profile, in this process."""
+
+    def __init__(self, profile: Path, overrides: list[str] | None = None):
+        from tests.support.ports import free_loopback_port
+
+        self.port = free_loopback_port()
+        self.profile = profile
+        self.overrides = [f"ingress.port={self.port}", *(overrides or [])]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "LocalCluster":
+        from cluster.cli import start_cluster
+        from tests.support.ports import free_loopback_port
+        from cluster.config import load_config
+
+        self.config = load_config(self.profile, self.overrides)
+        progress(f"starting {self.profile.name} ...")
+        started = time.perf_counter()
+        start_cluster(self.config, str(self.profile), self.overrides, address=None,
+                      metrics_port=free_loopback_port())
+        self.startup_s = time.perf_counter() - started
+        progress(f"cluster up in {self.startup_s:.0f} s")
+        return self
+
+    def replica_restarts(self) -> dict:
+        """Dead Serve replica actors per deployment: a restart leaves one behind."""
+        # The GCS actor table (a developer API): the state API needs the
+        # dashboard, which the cluster does not start.
+        from ray._private.state import actors
+
+        dead = actors(actor_state_name="DEAD").values()
+        counts: dict[str, int] = {}
+        for actor in dead:
+            name = actor.get("Name") or ""
+            if name.startswith("SERVE_REPLICA::"):  # SERVE_REPLICA::<app>#<deployment>#<id>
+                deployment = name.split("::")[1].split("#")[1]
+                counts[deployment] = counts.get(deployment, 0) + 1
+        return counts
+
+    def __exit__(self, *exc) -> None:
+        import ray
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()
+        progress("cluster stopped")
+
+
+def stream_completion(client, body: dict) -> dict:
+    """POST a streaming completion; time to the first token and the headers."""
+    started = time.perf_counter()
+    with client.stream("POST", "/v1/completions", json={**body, "stream": True}) as response:
+        if response.status_code != 200:
+            return {"status": response.status_code, "error": response.read().decode()[:500]}
+        ttft = None
+        for line in response.iter_lines():
+            if ttft is None and line.startswith("data: {") and '"text"' in line:
+                ttft = time.perf_counter() - started
+        return {
+            "status": 200, "ttft_s": ttft, "total_s": time.perf_counter() - started,
+            "pool": response.headers.get("x-pool"), "replica": response.headers.get("x-replica"),
+            "prompt_tokens": int(response.headers.get("x-prompt-tokens", 0)),
+            "server_timing": response.headers.get("server-timing"),
+        }
+
+
+def server_timing_ms(header: str | None) -> dict[str, float]:
+    out = {}
+    for part in (header or "").split(","):
+        name, _, rest = part.strip().partition(";")
+        if "dur=" in rest:
+            out[name] = float(rest.split("dur=")[1])
+    return out
+
+

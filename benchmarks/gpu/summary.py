@@ -1,0 +1,61 @@
+"""Fold the GPU validation stage files into summary.json and the doc-QA plot."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+
+def stage_summary(args, _log=None) -> None:
+    results = args.results
+
+    def read(stage):
+        path = results / f"{stage}.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    serve_, stock, correct, qa = read("serve"), read("stock"), read("correctness"), read("doc_qa")
+    v = serve_.get("versions") or stock.get("versions") or correct.get("versions") or {}
+    agreement = correct.get("agreement", [])
+    floor = min((a["max_abs_diff"] for a in agreement if a["pool"] == "il25-short"), default=None)
+    tolerance = max(0.05, 4 * floor) if floor is not None else None
+    stock_by_size = {r["tokens"]: r for r in stock.get("prefill", [])}
+    prefill = []
+    for row in serve_.get("prefill", []):
+        base = stock_by_size.get(row["tokens"])
+        prefill.append({
+            "tokens": row["tokens"], "pool": row["pool"], "ours_tok_s": row["ours_tok_s"],
+            "stock_tok_s": base and base["stock_tok_s"],
+            "ratio": base and row["ours_tok_s"] and row["ours_tok_s"] / base["stock_tok_s"],
+            "ingress_route_ms": row.get("route_ms"), "ingress_tokenize_ms_text": row.get("tokenize_ms_text_prompt"),
+        })
+    summary = {
+        "gpu": v.get("gpu"), "ray": v.get("ray"), "vllm": v.get("vllm"), "torch": v.get("torch"),
+        "python": v.get("python"),
+        "command": "python benchmarks/gpu/validate.py {checkpoints,serve,stock,correctness,doc_qa} "
+                   "--results benchmarks/results/gpu (on the H200; benchmarks/gpu/README.md)",
+        "long_pool_max_tokens": max((p["band"][1] for p in serve_.get("pools", {}).values()), default=None),
+        "routing": serve_.get("routing"),
+        "replica_restarts": serve_.get("replica_restarts"),
+        "startup_s": serve_.get("startup_s"),
+        "logprob_agreement": [
+            {"tokens": a["tokens"], "pool": a["pool"], "max_abs_diff": a["max_abs_diff"], "tolerance": tolerance,
+             "wrong_base_diff": a["wrong_base_diff"]} for a in agreement],
+        "logprob_tolerance_rule": "max(0.05, 4 x the engine-vs-reference difference at 8k tokens inside the "
+                                  "native window, where both use the stock base: the bf16 noise floor)",
+        "prefill": prefill,
+        "short_overhead": {k: serve_.get("short_overhead", {}).get(k) for k in ("ours_ms", "engine_ms", "ratio")},
+        "doc_qa": [{
+            "router": r["router"], "doc_tokens": statistics.median(r["document_tokens"]),
+            "cold_ttft_s": r["cold_ttft_s_median"], "warm_ttft_s": r["warm_ttft_s_median"],
+            "warm_p90_s": r["warm_ttft_s_p90"], "affinity": r["follow_ups_on_holding_replica"],
+            "questions_per_s": r["questions_per_s"], "cold_over_warm": r["cold_over_warm"],
+        } for r in qa.get("results", [])],
+    }
+    (results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if qa.get("results"):
+        from benchmarks import doc_qa
+
+        doc_qa.plot(qa["results"], results / "doc_qa.png")
+    print(json.dumps(summary, indent=2))
+
+

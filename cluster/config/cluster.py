@@ -1,0 +1,87 @@
+"""A whole deployment profile: models, pools, ingress and documents, checked together."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from cluster.config.base import StrictModel
+from cluster.config.documents import DocumentsConfig
+from cluster.config.ingress import IngressConfig
+from cluster.config.model import ModelConfig
+from cluster.config.pool import PoolConfig
+
+
+class ClusterConfig(StrictModel):
+    """A whole deployment profile."""
+
+    device: Literal["cpu", "gpu"] = Field(
+        default="gpu", description="Hardware the engines run on."
+    )
+    models: dict[str, ModelConfig] = Field(description="Served models by their API name.")
+    pools: list[PoolConfig] = Field(min_length=1, description="Engine pools.")
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
+    documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
+    engine_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables of the engine processes (e.g. VLLM_CPU_KVCACHE_SPACE).",
+    )
+    gpu_memory_gib: float | None = Field(
+        default=None,
+        gt=0,
+        description="Memory of one GPU (GiB, as nvidia-smi reports it) for the planner, for "
+        "pools without an accelerator_type (e.g. where Ray cannot detect the GPU's type).",
+    )
+
+    @model_validator(mode="after")
+    def _pools_tile_each_model(self) -> "ClusterConfig":
+        names = [p.name for p in self.pools]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"pool names must be unique; repeated: {duplicates}")
+        for pool in self.pools:
+            if pool.model not in self.models:
+                raise ValueError(
+                    f"pool {pool.name} serves unknown model {pool.model!r}; models: "
+                    f"{sorted(self.models)}"
+                )
+        for model_name, model in self.models.items():
+            pools = self.pools_of(model_name)
+            if not pools:
+                raise ValueError(f"model {model_name} has no pool")
+            if pools[0].min_tokens > 1:
+                raise ValueError(
+                    f"model {model_name}: the first band starts at {pools[0].min_tokens}; "
+                    "it must start at 0 or 1 so short requests have a pool"
+                )
+            for lower, upper in zip(pools, pools[1:]):
+                if upper.min_tokens <= lower.max_tokens:
+                    raise ValueError(
+                        f"model {model_name}: bands of pools {lower.name} {list(lower.band)} "
+                        f"and {upper.name} {list(upper.band)} overlap"
+                    )
+                if upper.min_tokens != lower.max_tokens + 1:
+                    raise ValueError(
+                        f"model {model_name}: gap between pools {lower.name} (ends at "
+                        f"{lower.max_tokens}) and {upper.name} (starts at {upper.min_tokens})"
+                    )
+            for pool in pools:
+                if pool.engine.max_model_len > model.max_context:
+                    raise ValueError(
+                        f"pool {pool.name}: max_model_len {pool.engine.max_model_len} exceeds "
+                        f"what {model_name} supports ({model.max_context} tokens; native "
+                        f"window {model.native_context}, rope_scaling {model.rope_scaling}, "
+                        f"context_limit {model.context_limit})"
+                    )
+        return self
+
+    def pools_of(self, model: str) -> list[PoolConfig]:
+        """The model's pools, shortest band first."""
+        return sorted((p for p in self.pools if p.model == model), key=lambda p: p.min_tokens)
+
+    def pool(self, name: str) -> PoolConfig:
+        for pool in self.pools:
+            if pool.name == name:
+                return pool
+        raise KeyError(name)

@@ -1,0 +1,36 @@
+"""The HTTP front door: where it listens, its limits and API keys."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from cluster.config.base import StrictModel
+
+
+class AuthConfig(StrictModel):
+    """Bearer-token API keys."""
+
+    enabled: bool = Field(default=False, description="Require `Authorization: Bearer <key>`.")
+    keys_env: str = Field(
+        default="LONGCTX_API_KEYS",
+        description="Environment variable holding keys, comma or newline separated.",
+    )
+    keys_file: str | None = Field(
+        default=None,
+        description="File holding keys, one per line (e.g. a mounted Kubernetes Secret).",
+    )
+
+
+class IngressConfig(StrictModel):
+    """The HTTP front door."""
+
+    host: str = Field(default="127.0.0.1", description="Address Serve's HTTP proxy binds.")
+    port: int = Field(default=8000, ge=1, le=65535, description="HTTP port.")
+    replicas: int = Field(default=1, ge=1, description="Ingress replicas.")
+    request_timeout_s: float = Field(
+        default=3600.0, gt=0, description="Longest a request may take end to end."
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Largest request body accepted."
+    )
+    auth: AuthConfig = Field(default_factory=AuthConfig)

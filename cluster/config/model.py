@@ -1,0 +1,102 @@
+"""A served model: weights, tokenizer, chat format and the RoPE facts its context depends on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from cluster.config.base import StrictModel
+from deployments.rope import max_supported_len
+
+
+class ModelConfig(StrictModel):
+    """One served model: weights, tokenizer, chat format and RoPE facts."""
+
+    path: str = Field(
+        description="Directory with weights, config.json and tokenizer (or a hub id "
+        "where the engine may download).",
+    )
+    tokenizer: str | None = Field(
+        default=None, description="Tokenizer directory; defaults to `path`."
+    )
+    chat_template: str | None = Field(
+        default=None,
+        description="Jinja chat template overriding the tokenizer's own. Must render "
+        "the same prompt the engine would see.",
+    )
+    native_context: int | None = Field(
+        default=None,
+        gt=0,
+        description="Native RoPE window (config.json `max_position_embeddings`); read "
+        "from config.json when omitted.",
+    )
+    rope_scaling: dict[str, Any] | None = Field(
+        default=None,
+        description="RoPE scaling from config.json (e.g. {type: dynamic, factor: 2.5}); "
+        "read from config.json when omitted.",
+    )
+    context_limit: int | None = Field(
+        default=None,
+        gt=0,
+        description="Length the model was validated for past native x rope factor (dynamic "
+        "NTK has no hard limit; InternLM2.5-7B-Chat-1M: 1048576). Without it: native x factor, "
+        "or the publisher's figure for known models.",
+    )
+    stop_token_ids: list[int] = Field(
+        default_factory=list,
+        description="Token ids that end a turn (e.g. `</s>` and `<|im_end|>`), added to "
+        "every request.",
+    )
+    thinking_system_prompt: str | None = Field(
+        default=None,
+        description="System prompt that switches on the model's deep-thinking mode "
+        "(InternLM3). Requests opt in with `\"thinking\": true`.",
+    )
+    default_max_tokens: int = Field(
+        default=1024,
+        gt=0,
+        description="Completion budget assumed for routing when a request sets no "
+        "`max_tokens`; it is then passed to the engine explicitly.",
+    )
+    trust_remote_code: bool = Field(
+        default=True,
+        description="InternLM checkpoints define their config classes as remote code.",
+    )
+    architecture: str | None = Field(
+        default=None,
+        description="Architecture name as in config.json `architectures[0]` (e.g. "
+        "InternLM2ForCausalLM). Only the capacity planner reads it, and only when the "
+        "weights are not on this machine; config.json wins when present.",
+    )
+
+    @property
+    def tokenizer_path(self) -> str:
+        return self.tokenizer or self.path
+
+    @property
+    def max_context(self) -> int:
+        """Longest context the model serves correctly (deployments/rope)."""
+        return max_supported_len(self.native_context, self.rope_scaling, self.context_limit)
+
+    @model_validator(mode="after")
+    def _read_checkpoint_facts(self) -> "ModelConfig":
+        if self.native_context is not None and self.rope_scaling is not None:
+            return self
+        config_json = Path(self.path) / "config.json"
+        if not config_json.is_file():
+            if self.native_context is None:
+                raise ValueError(
+                    f"native_context is not set and {config_json} does not exist; set "
+                    "native_context (and rope_scaling) in the profile for weights that "
+                    "are not present on this machine"
+                )
+            return self
+        hf = json.loads(config_json.read_text())
+        if self.native_context is None:
+            self.native_context = int(hf["max_position_embeddings"])
+        if self.rope_scaling is None and hf.get("rope_scaling"):
+            self.rope_scaling = dict(hf["rope_scaling"])
+        return self

@@ -1,0 +1,81 @@
+"""Plans as a table (text or markdown), with notes, problems and the failures that stop CI."""
+
+from __future__ import annotations
+
+from cluster.planner.memory import KIB, PoolPlan
+
+
+def _tokens(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.2f}M"
+    if n >= 10_000:
+        return f"{n / 1000:.0f}k"
+    return f"{n:,}"
+
+
+def _status(plan: PoolPlan) -> str:
+    if not plan.fits:
+        return "DOES NOT FIT"
+    if plan.tight:
+        return "fits (tight)"
+    return "fits" if plan.fits_all_seqs else f"fits ({plan.full_length_seqs} full-length)"
+
+
+COLUMNS = (
+    "pool", "TP", "GPU", "weights/GPU", "KV/token GPU (group)", "KV budget/GPU",
+    "max KV tokens", "max_model_len x seqs", "status",
+)
+
+
+def plan_rows(plans: list[PoolPlan]) -> list[tuple[str, ...]]:
+    rows = []
+    for p in plans:
+        gpu = (
+            f"{p.accelerator or '?'} {p.device_memory_gib:.1f} GiB" if p.device == "gpu"
+            else "CPU worker"
+        )
+        kv = f"{p.kv_bytes_per_token_device / KIB:g} KiB ({p.kv_bytes_per_token_total / KIB:g} KiB)"
+        if p.kv_heads_replicated:
+            kv += " repl."
+        rows.append((
+            p.pool, str(p.tensor_parallel_size), gpu, f"{p.weights_gib_per_device:.2f} GiB",
+            kv, f"{p.kv_budget_gib_per_device:.1f} GiB", _tokens(p.max_tokens),
+            f"{_tokens(p.max_model_len)} x {p.max_num_seqs}", _status(p),
+        ))
+    return rows
+
+
+def format_table(plans: list[PoolPlan], markdown: bool = False) -> str:
+    rows = [COLUMNS, *plan_rows(plans)]
+    if markdown:
+        lines = ["| " + " | ".join(r) + " |" for r in rows]
+        lines.insert(1, "|" + "|".join("---" for _ in COLUMNS) + "|")
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def format_report(plans: list[PoolPlan], markdown: bool = False) -> str:
+    out = [format_table(plans, markdown)]
+    for p in plans:
+        for note in p.notes:
+            out.append(f"note  {p.pool}: {note}")
+        for problem in p.problems:
+            out.append(f"ERROR {p.pool}: {problem}")
+    return "\n".join(out)
+
+
+def failures(plans: list[PoolPlan], strict: bool = False) -> list[str]:
+    """Messages of pools that cannot run (or, with ``strict``, cannot hold all seqs)."""
+    bad = []
+    for p in plans:
+        if not p.fits:
+            bad.append(f"pool {p.pool} cannot fit: " + "; ".join(p.problems))
+        elif strict and not p.fits_all_seqs:
+            bad.append(
+                f"pool {p.pool}: max_model_len x max_num_seqs = "
+                f"{p.max_model_len * p.max_num_seqs:,} tokens > {p.max_tokens:,} in KV"
+            )
+    return bad

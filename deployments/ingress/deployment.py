@@ -1,0 +1,18 @@
+"""The ingress as a Serve deployment: one FastAPI app per replica."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from ray import serve
+
+from deployments.ingress.http import create_app
+from deployments.ingress.service import Ingress
+
+
+@serve.deployment(name="ingress", max_ongoing_requests=1000)
+@serve.ingress()
+class IngressDeployment(Ingress):
+    """The Serve deployment; the FastAPI app is built per replica."""
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return create_app(self)

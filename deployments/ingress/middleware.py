@@ -1,0 +1,49 @@
+"""The ingress's HTTP middlewares: body limit, API keys, and the answered-request metrics.
+
+Starlette runs the last added outermost, so every answer (a 401 or 413
+included) passes the metrics, and the key check runs before a body is read.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+
+from deployments.auth import KeyRing
+from deployments.errors import APIError
+from deployments.http_limits import BodyLimitMiddleware
+from deployments.ingress.relay import POOL_HEADER
+from deployments.metrics import RouterMetrics
+
+# Paths a load balancer or kubelet probes without a key.
+UNAUTHENTICATED_PATHS = frozenset({"/healthz"})
+
+
+def install_middlewares(app: FastAPI, *, keys: KeyRing | None, metrics: RouterMetrics, max_body_bytes: int) -> None:
+    app.add_middleware(BodyLimitMiddleware, limit=max_body_bytes)
+
+    @app.middleware("http")
+    async def _authenticate(request: Request, call_next):
+        if keys is None or request.url.path in UNAUTHENTICATED_PATHS:
+            request.state.principal = None
+            return await call_next(request)
+        principal = keys.principal(request.headers.get("authorization"))
+        if principal is None:
+            request.state.error_code = "invalid_api_key"
+            return APIError(
+                401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                code="invalid_api_key", headers={"www-authenticate": "Bearer"},
+            ).response()
+        request.state.principal = principal
+        return await call_next(request)
+
+    @app.middleware("http")
+    async def _observe(request: Request, call_next):
+        response = await call_next(request)
+        if request.url.path.startswith("/v1/") and request.method == "POST":
+            metrics.answered(
+                getattr(request.state, "model", "unknown"),
+                response.headers.get(POOL_HEADER, ""),
+                response.status_code,
+                getattr(request.state, "error_code", None),
+            )
+        return response

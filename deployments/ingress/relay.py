@@ -1,0 +1,140 @@
+"""Engine answers to HTTP: one JSON body, or the engine's SSE relayed as it streams.
+
+A streamed answer never hangs the client: an engine that stalls past the
+pool's timeout or dies mid-stream ends the stream with an SSE error event,
+and a client that goes away cancels the engine's work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+from starlette.background import BackgroundTask
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from deployments.chat_format import ChatStreamRewriter, chat_response, merge_choices, reindex_choices, sse_texts
+from deployments.errors import sse_error_event
+from deployments.metrics import RouterMetrics
+from deployments.routing.admission import Ticket
+from deployments.routing.bands import RouteDecision
+
+POOL_HEADER = "x-pool"
+REPLICA_HEADER = "x-replica"
+
+
+class EngineCall:
+    """An engine call that produced its first item, and what it holds."""
+
+    def __init__(self, decision: RouteDecision, request, ticket: Ticket, replica: str, first, stream,
+                 timeout: float):
+        self.decision, self.request, self.ticket = decision, request, ticket
+        self.replica, self.first, self.stream, self.timeout = replica, first, stream, timeout
+
+    def abort(self) -> None:
+        self.stream.cancel()
+        self.ticket.release()
+
+    async def sse(self, *, final_done: bool = True) -> AsyncIterator[str]:
+        """The engine's SSE text; errors become an error event, never a hang."""
+        stream, timeout = self.stream, self.timeout
+        done = False
+        finished = False
+
+        async def items():
+            yield self.first
+            while True:
+                try:
+                    async with asyncio.timeout(timeout):
+                        item = await stream.__anext__()
+                except StopAsyncIteration:
+                    return
+                yield item
+
+        try:
+            async for item in items():
+                for text in sse_texts(item):
+                    if "data: [DONE]" in text:
+                        done = True
+                        if not final_done:
+                            text = text.replace("data: [DONE]\n\n", "")
+                    if text:
+                        yield text
+            finished = True
+        except TimeoutError:
+            yield sse_error_event(504, f"the engine sent nothing for {timeout:.0f} s", code="timeout")
+        except Exception as exc:  # the engine died mid-stream: tell the client, don't hang
+            yield sse_error_event(503, f"the engine failed while streaming: {type(exc).__name__}",
+                                  code="engine_failure")
+        finally:
+            if not finished:
+                # Client gone (cancelled or closed) or engine failed: make sure
+                # the engine stops working on an answer nobody will read.
+                stream.cancel()
+        if final_done and not done:
+            yield "data: [DONE]\n\n"
+
+
+def respond(calls: list[EngineCall], server_timing: str, metrics: RouterMetrics, *, chat: bool) -> Response:
+    """The HTTP response of one or several engine calls (choice i = call i)."""
+    lead = calls[0]
+    headers = {
+        POOL_HEADER: ",".join(dict.fromkeys(c.decision.pool.name for c in calls)),
+        REPLICA_HEADER: ",".join(dict.fromkeys(c.replica for c in calls)),
+        "x-prompt-tokens": ",".join(str(c.decision.prompt_tokens) for c in calls),
+        "server-timing": server_timing,
+    }
+    if not lead.request.stream:
+        payloads = []
+        for c in calls:
+            c.ticket.release()
+            payload = c.first.model_dump(mode="json")
+            metrics.completed(c.request.model, c.decision.pool.name,
+                              (payload.get("usage") or {}).get("completion_tokens", 0))
+            payloads.append(chat_response(payload) if chat else payload)
+        return JSONResponse(merge_choices(payloads) if len(payloads) > 1 else payloads[0], headers=headers)
+    body = _relay(lead, chat=chat) if len(calls) == 1 else _relay_many(calls)
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers=headers,
+        # Also released here in case the stream is never iterated.
+        background=BackgroundTask(lambda: [c.ticket.release() for c in calls]),
+    )
+
+
+async def _relay(call: EngineCall, *, chat: bool) -> AsyncIterator[str]:
+    rewriter = ChatStreamRewriter() if chat else None
+    try:
+        async for text in call.sse():
+            yield rewriter.rewrite(text) if rewriter is not None else text
+    finally:
+        call.ticket.release()
+
+
+async def _relay_many(calls: list[EngineCall]) -> AsyncIterator[str]:
+    """Interleave several chat streams; choice index = the prompt's position."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(index: int, call: EngineCall):
+        rewriter = ChatStreamRewriter()
+        try:
+            async for text in call.sse(final_done=False):
+                await queue.put(reindex_choices(rewriter.rewrite(text), index))
+        finally:
+            call.ticket.release()
+            await queue.put(None)
+
+    pumps = [asyncio.ensure_future(pump(i, c)) for i, c in enumerate(calls)]
+    try:
+        remaining = len(pumps)
+        while remaining:
+            text = await queue.get()
+            if text is None:
+                remaining -= 1
+            elif text:
+                yield text
+        yield "data: [DONE]\n\n"
+    finally:
+        for task in pumps:
+            task.cancel()

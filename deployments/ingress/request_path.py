@@ -1,0 +1,247 @@
+"""The request path: from a model name and prompt ids to an engine's first answer.
+
+One hop per step, shared by chat, completions and document questions:
+  tokenizer lookup -> pool choice (routing.bands) -> admission (routing.admission)
+  -> affinity key (routing.affinity) -> the pool's Serve handle, whose request
+  router picks the replica -> the engine's first item (relay.EngineCall).
+
+Every touch of Ray's private modules is here (``_ray_llm_types`` and
+``_isolate_serve_request``), so a Ray upgrade that moves them breaks one file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from typing import Any, Mapping
+
+from ray.serve import context as serve_context
+from starlette.responses import Response
+
+from cluster.config import ClusterConfig
+from deployments.errors import APIError
+from deployments.ingress.health import HEALTH_POLL_S, PoolHealth
+from deployments.ingress.relay import EngineCall, respond
+from deployments.metrics import RouterMetrics
+from deployments.replica_tag import read_replica_tag
+from deployments.routing.admission import AdmissionController, PoolFull, PoolUnavailable, Ticket
+from deployments.routing.affinity.hits import AffinityHits
+from deployments.routing.affinity.key import affinity_key
+from deployments.routing.bands import BandPolicy, NoPoolFits, RouteDecision, UnknownModel
+from deployments.tokens import PromptTokenizer
+
+# A pool seen without healthy replicas is refused only on a view at most this
+# old: the poll may predate a replica that has just become ready.
+FRESH_HEALTH_S = 0.5
+
+
+class ServerTimings:
+    """Server-Timing header: where the ingress spent its time."""
+
+    def __init__(self) -> None:
+        self._marks: list[tuple[str, float]] = []
+
+    def add(self, name: str, seconds: float) -> None:
+        self._marks.append((name, seconds))
+
+    @property
+    def marks(self) -> list[tuple[str, float]]:
+        return list(self._marks)
+
+    def header(self) -> str:
+        return ", ".join(f"{name};dur={seconds * 1000:.2f}" for name, seconds in self._marks)
+
+
+class RequestPath:
+    """Tokenizer lookup, pool choice, admission and the engine call of every request."""
+
+    def __init__(
+        self,
+        cluster: ClusterConfig,
+        tokenizers: Mapping[str, PromptTokenizer],
+        pool_handles: Mapping[str, Any],
+        admission: AdmissionController,
+        metrics: RouterMetrics,
+        health: PoolHealth,
+    ):
+        self.cluster = cluster
+        self.bands = BandPolicy(cluster)
+        self.tokenizers = dict(tokenizers)
+        # Reuse configured handles: each .options() call creates a new handle
+        # with its own metrics pusher.
+        self._pools = {name: handle.options(stream=True) for name, handle in pool_handles.items()}
+        self._admission = admission
+        self._metrics = metrics
+        self._health = health
+        self._affinity_hits = AffinityHits(metrics.affinity)
+
+    def tokenizer_for(self, model: str, state) -> PromptTokenizer:
+        """The model's tokenizer; records the model on the request for the metrics."""
+        try:
+            tokenizer = self.tokenizers[model]
+            state.model = model
+            return tokenizer
+        except KeyError:
+            raise APIError(
+                404,
+                f"model {model!r} does not exist; available models: {', '.join(sorted(self.tokenizers))}",
+                code="model_not_found",
+                param="model",
+            ) from None
+
+    def route(self, model: str, prompt_tokens: int, requested: int | None, timings: ServerTimings) -> RouteDecision:
+        started = time.perf_counter()
+        try:
+            max_tokens = self.bands.completion_budget(
+                model, prompt_tokens, requested, self.cluster.models[model].default_max_tokens
+            )
+            return self.bands.choose(model, prompt_tokens, max_tokens)
+        except NoPoolFits as exc:
+            # The count is the expensive part of the ingress: report it even
+            # on refusal (benchmarks/ingress_overhead.py reads it).
+            raise APIError(
+                413, str(exc), code="context_length_exceeded", param="messages",
+                headers={"x-prompt-tokens": str(prompt_tokens), "server-timing": timings.header()},
+            ) from None
+        except UnknownModel as exc:
+            raise APIError(404, str(exc), code="model_not_found", param="model") from None
+        finally:
+            timings.add("route", time.perf_counter() - started)
+
+    def engine_request(self, model: str, decision: RouteDecision, prompt_ids: list[int],
+                       sampling: dict[str, Any], logprobs: int | None = None):
+        """The token-id completion request the pool's engine runs."""
+        completion_request, _ = _ray_llm_types()
+        return completion_request(
+            model=model,
+            prompt=prompt_ids,
+            max_tokens=decision.max_tokens,
+            add_special_tokens=False,
+            stop_token_ids=sorted(set(self.cluster.models[model].stop_token_ids)),
+            logprobs=logprobs,
+            **sampling,
+        )
+
+    async def dispatch(self, decision: RouteDecision, request, timings: ServerTimings, *, chat: bool) -> Response:
+        """One prompt, answered as a chat completion (``chat``) or a completion."""
+        call = await self._start(decision, request, timings)
+        return respond([call], timings.header(), self._metrics, chat=chat)
+
+    async def dispatch_many(
+        self, decisions: list[RouteDecision], requests: list, timings: ServerTimings, *, document_key: str | None
+    ) -> Response:
+        """Several prompts answered as one chat completion, choice i for prompt i.
+
+        They run concurrently (sharing the document prefix, they meet on one
+        replica's cache); if any cannot start, the others are stopped.
+        """
+        base_id = uuid.uuid4().hex
+        for index, request in enumerate(requests):
+            # vLLM needs a distinct id per sequence; by default all would get
+            # the HTTP request's.
+            request.request_id = f"{base_id}-{index}"
+        tasks = [
+            asyncio.ensure_future(self._start(d, r, timings, document_key=document_key, sub_request=i))
+            for i, (d, r) in enumerate(zip(decisions, requests))
+        ]
+        try:
+            calls = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    task.result().abort()
+                else:
+                    task.cancel()
+            raise
+        return respond(calls, timings.header(), self._metrics, chat=True)
+
+    async def _admit(self, pool: str) -> Ticket:
+        if self._admission.healthy_replicas(pool) == 0 and self._health.age_s() > FRESH_HEALTH_S:
+            await self._health.refresh()
+        try:
+            return self._admission.acquire(pool)
+        except PoolFull as exc:
+            raise APIError(429, str(exc), code="pool_overloaded",
+                           headers={"retry-after": str(exc.retry_after_s)}) from None
+        except PoolUnavailable as exc:
+            raise APIError(503, str(exc), code="pool_unavailable",
+                           headers={"retry-after": str(int(HEALTH_POLL_S * 5))}) from None
+
+    def _timeout(self, pool: str) -> float:
+        return self.cluster.pool(pool).request_timeout_s or self.cluster.ingress.request_timeout_s
+
+    async def _start(self, decision: RouteDecision, request, timings: ServerTimings, *,
+                     document_key: str | None = None, sub_request: int | None = None) -> EngineCall:
+        """Admission, affinity, and the engine call up to its first item.
+
+        The engine's own refusals (vLLM validation) become client errors here.
+        """
+        if sub_request is not None:
+            _isolate_serve_request(sub_request)
+
+        model, pool = request.model, decision.pool.name
+        for stage, seconds in timings.marks:
+            self._metrics.stage(model, stage, seconds)
+        ticket = await self._admit(pool)
+        self._metrics.routed(model, pool, decision.prompt_tokens)
+        handle = self._pools[pool]
+        # Serve's session_id is what the pool's replica router reads the key from.
+        key = affinity_key(request.prompt, self.cluster.pool(pool).routing.prefix_tokens, document_key)
+        if key:
+            handle = handle.options(session_id=key)
+        stream = handle.completions.remote(request, None)
+        timeout = self._timeout(pool)
+        try:
+            async with asyncio.timeout(timeout):
+                replica, first = await read_replica_tag(stream)
+        except TimeoutError:
+            stream.cancel()
+            ticket.release()
+            raise APIError(504, f"no answer from pool {pool} within its timeout of {timeout:.0f} s",
+                           code="timeout") from None
+        except BaseException:
+            # Includes the client going away during a long prefill: stop the engine.
+            stream.cancel()
+            ticket.release()
+            raise
+        if key and replica:
+            self._affinity_hits.record(pool, key, replica)
+        first_item = first[0] if isinstance(first, list) and first else first
+        _, error_response = _ray_llm_types()
+        if isinstance(first_item, error_response):
+            stream.cancel()
+            ticket.release()
+            error = first_item.error
+            status = int(error.code) if str(error.code).isdigit() else 400
+            raise APIError(status, error.message, code=str(error.type))
+        return EngineCall(decision, request, ticket, replica, first_item if not request.stream else first,
+                          stream, timeout)
+
+
+def _ray_llm_types() -> tuple[type, type]:
+    """Ray Serve LLM's ``CompletionRequest`` and ``ErrorResponse`` (a private module).
+
+    Imported on first use rather than with this module: it loads vLLM and
+    torch (seconds, and about a GiB per ingress replica), which an ingress
+    that only refuses requests or serves metadata never needs.
+    """
+    from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest, ErrorResponse
+
+    return CompletionRequest, ErrorResponse
+
+
+def _isolate_serve_request(index: int) -> None:
+    """Give one of several engine calls of a single HTTP request its own
+    Serve routing id.
+
+    Serve tags every handle call with the calling request's internal id, and
+    the pool's request router fulfils pending requests by that id: calls
+    sharing it would see only one of them routed, the rest waiting forever.
+    Runs inside the call's own asyncio task, whose context copy it changes.
+    """
+    current = serve_context._get_serve_request_context()
+    serve_context._serve_request_context.set(
+        dataclasses.replace(current, _internal_request_id=f"{current._internal_request_id}-{index}")
+    )

@@ -1,0 +1,29 @@
+"""open_store: the configured backend."""
+
+import pytest
+
+from cluster.config.documents import DocumentStoreConfig, StoreLimits
+from deployments.documents.backends.factory import open_store
+from deployments.documents.backends.sqlite import SQLiteDocumentStore
+from deployments.documents.errors import StoreUnavailable
+from deployments.documents.store import DocumentStore
+from tests.support.ports import free_loopback_port
+
+
+def test_defaults_open_sqlite(tmp_path):
+    config = DocumentStoreConfig(data_dir=str(tmp_path / "d"))
+    with open_store(config) as store:
+        assert isinstance(store, SQLiteDocumentStore) and isinstance(store, DocumentStore)
+        assert store.path.parent == tmp_path / "d" and store.limits == StoreLimits()
+
+
+def test_unreachable_redis_is_unavailable():
+    pytest.importorskip("redis")
+    port = free_loopback_port()  # nothing listens there once the probe socket closed
+    store = open_store(DocumentStoreConfig(backend="redis", url=f"redis://127.0.0.1:{port}/0", timeout_s=1))
+    try:
+        with pytest.raises(StoreUnavailable) as e:
+            store.count()
+        assert e.value.http_status == 503
+    finally:
+        store.close()
