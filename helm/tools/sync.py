@@ -63,6 +63,21 @@ _RESOURCES = {
 }
 _ENV = {"type": "array", "items": {"type": "object", "required": ["name"]}}
 _ON_OFF_AUTO = {"enum": [True, False, "auto"]}
+# NetworkPolicy peers (networking.k8s.io/v1 NetworkPolicyPeer), checked in shape
+# only: kubernetes-validate in tests/helm checks the rendered policy in full.
+_PEERS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "minProperties": 1,
+        "properties": {
+            "namespaceSelector": {"type": "object"},
+            "podSelector": {"type": "object"},
+            "ipBlock": {"type": "object", "required": ["cidr"]},
+        },
+        "additionalProperties": False,
+    },
+}
 
 
 def values_schema() -> dict:
@@ -201,6 +216,38 @@ def values_schema() -> dict:
                     "enabled": {"type": "boolean"},
                     "existingSecret": {"type": "string"},
                     "secretKey": {"type": "string", "minLength": 1},
+                },
+                "additionalProperties": False,
+            },
+            "rayAuth": {
+                "type": "object",
+                "description": "Ray's token auth (KubeRay authOptions); `disabled` is unsafe.",
+                "properties": {
+                    "mode": {"enum": ["token", "disabled"]},
+                    "secretName": {"type": "string"},
+                },
+                "additionalProperties": False,
+            },
+            "networkPolicy": {
+                "type": "object",
+                "properties": {
+                    "enabled": {"type": "boolean"},
+                    "operator": {
+                        "type": "object",
+                        "properties": {"from": _PEERS},
+                        "additionalProperties": False,
+                    },
+                    "api": {
+                        "type": "object",
+                        "properties": {"allowAll": _ON_OFF_AUTO, "from": _PEERS},
+                        "additionalProperties": False,
+                    },
+                    "metrics": {
+                        "type": "object",
+                        "properties": {"from": _PEERS},
+                        "additionalProperties": False,
+                    },
+                    "extraIngress": {"type": "array", "items": {"type": "object"}},
                 },
                 "additionalProperties": False,
             },
