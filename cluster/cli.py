@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Literal, get_args
 
 from pydantic import ValidationError
 
@@ -82,6 +83,86 @@ def ray_logical_cpus(cluster: ClusterConfig) -> int | None:
 
 DEFAULT_METRICS_PORT = 8080
 
+# Ray's switch for single-machine mode (the mode it always runs in on macOS and
+# Windows): the node IP stays 127.0.0.1, and with a loopback node IP Ray binds
+# its gRPC servers (GCS, raylet, workers), its agents and the metrics export to
+# 127.0.0.1 instead of every interface. Read by ray_constants at import.
+RAY_SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+RayBind = Literal["loopback", "all"]
+RAY_BIND_CHOICES: tuple[str, ...] = get_args(RayBind)
+
+
+def prepare_ray_env(address: str | None, ray_bind: RayBind = "loopback") -> None:
+    """Set what Ray reads from the environment once, when it is imported.
+
+    Call before anything imports ray (``python -m cluster run`` does). Token
+    auth is explicit rather than left to the Ray version's default: Ray 2.60
+    turns it on for a new local cluster only, and never for a client given an
+    explicit address, which would then connect without sending the token.
+    ``RAY_AUTH_MODE=disabled`` in the environment still opts out.
+    """
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    if not address and ray_bind == "loopback":
+        os.environ[RAY_SINGLE_MACHINE_ENV] = "0"
+
+
+def _init_local_ray(cluster: ClusterConfig, metrics_port: int, ray_bind: RayBind) -> None:
+    import ray
+    from ray._private import ray_constants
+
+    kwargs = {}
+    if ray_bind == "loopback":
+        # The environment is for the processes Ray starts; this process's copy
+        # of the constant was read when ray was first imported, possibly before
+        # prepare_ray_env (tests and benchmarks import ray early), and Ray reads
+        # the module attribute at call time.
+        os.environ[RAY_SINGLE_MACHINE_ENV] = "0"
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        kwargs["_node_ip_address"] = "127.0.0.1"
+    ray.init(
+        num_cpus=ray_logical_cpus(cluster),
+        include_dashboard=False,
+        _metrics_export_port=metrics_port,
+        **kwargs,
+    )
+
+
+def connect_ray(address: str) -> None:
+    """Join an existing Ray cluster; a token-auth cluster needs the token.
+
+    Ray takes it from RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, or
+    ~/.ray/auth_token, and sends it only with RAY_AUTH_MODE=token.
+    """
+    import ray
+
+    try:
+        ray.init(address=address)
+    except Exception as exc:  # Ray wraps the cause; see _refused_for_auth
+        if not _refused_for_auth(exc):
+            raise
+        raise SystemExit(
+            f"Ray at {address}: no token, or not the cluster's. Every node and client needs "
+            "RAY_AUTH_MODE=token and the cluster's token, RAY_AUTH_TOKEN_PATH=<token file> "
+            "(or RAY_AUTH_TOKEN); see README, Multi-node."
+        ) from None
+
+
+def _refused_for_auth(exc: BaseException) -> bool:
+    """Whether ray.init failed for want of the right token.
+
+    A missing token raises AuthenticationError before connecting; a wrong one
+    comes back from the GCS wrapped in a ConnectionError around a RuntimeError
+    that carries the AuthenticationError only as traceback text.
+    """
+    from ray.exceptions import AuthenticationError
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, AuthenticationError) or "InvalidAuthToken" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
 
 def start_cluster(
     cluster: ClusterConfig,
@@ -89,27 +170,28 @@ def start_cluster(
     overrides: list[str],
     address: str | None,
     metrics_port: int = DEFAULT_METRICS_PORT,
+    ray_bind: RayBind = "loopback",
 ):
     """Start (or join) Ray and deploy the app; returns when it is healthy.
 
     A local Ray exports every metric (ray_serve_*, ray_vllm_*, ray_longctx_*)
-    in Prometheus format on 127.0.0.1:metrics_port/metrics.
+    in Prometheus format on 127.0.0.1:metrics_port/metrics. With ray_bind
+    "loopback" (the default) every port the local Ray opens is on 127.0.0.1;
+    "all" is Ray's own default (every interface, protected by its token only).
+    The HTTP API listens on the profile's ingress.host either way.
     """
+    if ray_bind not in RAY_BIND_CHOICES:
+        raise ValueError(f"ray_bind must be one of {RAY_BIND_CHOICES}, not {ray_bind!r}")
     # Imported here, not with the module: Ray and the app (which loads vLLM)
     # take seconds, and validate / plan / build-demo need neither.
-    import ray
     from ray import serve
 
     from deployments.app import build_app
 
     if address:
-        ray.init(address=address)
+        connect_ray(address)
     else:
-        ray.init(
-            num_cpus=ray_logical_cpus(cluster),
-            include_dashboard=False,
-            _metrics_export_port=metrics_port,
-        )
+        _init_local_ray(cluster, metrics_port, ray_bind)
     serve.start(http_options={"host": cluster.ingress.host, "port": cluster.ingress.port})
     serve.run(
         build_app({"profile": profile, "overrides": overrides}),
@@ -118,10 +200,18 @@ def start_cluster(
     )
 
 
+def _metrics_line(args) -> str:
+    if args.address:
+        return "Prometheus metrics: every node's metrics export port (see README, What to scrape)"
+    return f"Prometheus metrics: http://127.0.0.1:{args.metrics_port}/metrics"
+
+
 def cmd_run(args) -> int:
     cluster = _load(args.profile, args.set)
     print(pool_table(cluster), flush=True)
-    start_cluster(cluster, str(profile_path(args.profile)), args.set, args.address, args.metrics_port)
+    prepare_ray_env(args.address, args.ray_bind)
+    start_cluster(cluster, str(profile_path(args.profile)), args.set, args.address, args.metrics_port,
+                  args.ray_bind)
     url = f"http://{cluster.ingress.host}:{cluster.ingress.port}"
     model = next(iter(cluster.models))
     print(
@@ -129,9 +219,12 @@ def cmd_run(args) -> int:
         f"  curl {url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
         f"    -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}], \"max_tokens\": 16}}'\n\n"
         f"  curl {url}/v1/pools\n\n"
-        f"Prometheus metrics: http://127.0.0.1:{args.metrics_port}/metrics\nCtrl-C stops the cluster.",
+        f"{_metrics_line(args)}\nCtrl-C stops the cluster.",
         flush=True,
     )
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        print("WARNING: RAY_AUTH_MODE=disabled: whoever reaches Ray's ports can run code here.",
+              file=sys.stderr, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -175,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
                            help="join an existing Ray cluster (e.g. 'auto') instead of starting one")
             p.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
                            help="Ray's Prometheus export port when starting a local Ray")
+            p.add_argument("--ray-bind", choices=RAY_BIND_CHOICES, default="loopback",
+                           help="interfaces a local Ray listens on: loopback (default: nothing "
+                                "reachable from other machines) or all (Ray's default: its gRPC "
+                                "ports are then protected by its token alone, the metrics port "
+                                "by nothing)")
         p.set_defaults(func=func)
 
     add_plan_parser(sub, _load)

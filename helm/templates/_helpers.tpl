@@ -30,6 +30,22 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* The Ray pods (head and workers) of this release, of every RayCluster KubeRay
+creates for it: a NewCluster upgrade runs two side by side. Not the `helm test`
+pod, which carries the release's labels but only needs the API. */}}
+{{- define "longctx.rayPodSelector" -}}
+matchLabels:
+  {{- include "longctx.selectorLabels" . | nindent 2 }}
+matchExpressions:
+  - {key: longctx.io/component, operator: In, values: [head, worker]}
+{{- end -}}
+
+{{/* The HTTP API port the pods listen on: the profile's ingress.port. */}}
+{{- define "longctx.apiPort" -}}
+{{- $cluster := include "longctx.cluster" . | fromYaml -}}
+{{- int (($cluster.ingress | default dict).port | default 8000) -}}
+{{- end -}}
+
 {{- define "longctx.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}

@@ -7,6 +7,8 @@ CRD, and the serveConfigV2 must load with the project's own config loader.
 
 from __future__ import annotations
 
+import base64
+import copy
 import importlib
 import json
 
@@ -124,7 +126,10 @@ def test_serve_config_is_the_profile_and_loads(values, case, rendered):
     profile = REPO / "deployments" / f"{PROFILE_OF[case]}.yaml"
     assert app["args"]["cluster"] == yaml.safe_load(profile.read_text())
     cluster = load_config(app["args"]["cluster"], app["args"].get("overrides", []), env={})
-    assert cluster == load_config(profile, env={})
+    # The chart's one addition: the app checks the API keys it puts on the pods.
+    api_keys = values.get("auth", {}).get("enabled", True)
+    assert cluster.ingress.auth.enabled is api_keys
+    assert cluster == load_config(profile, ["ingress.auth.enabled=true"] if api_keys else [], env={})
     assert config["http_options"]["host"] == "0.0.0.0"
     assert config["http_options"]["request_timeout_s"] == cluster.ingress.request_timeout_s
 
@@ -140,7 +145,7 @@ def test_overrides_and_cluster_yaml_pass_through(chart):
     profile = (REPO / "deployments" / "h200-141g.yaml").read_text()
     docs = render(chart, {"clusterYaml": profile, "overrides": ["pools.il25-short.replicas.max=3"]})
     args = serve_config(the(docs, "RayService"))["applications"][0]["args"]
-    assert args["overrides"] == ["pools.il25-short.replicas.max=3"]
+    assert args["overrides"] == ["ingress.auth.enabled=true", "pools.il25-short.replicas.max=3"]
     cluster = load_config(args["cluster"], args["overrides"], env={})
     assert cluster.pool("il25-short").replicas.max == 3
     assert cluster.pool("il25-short").accelerator_type == "H200"
@@ -249,6 +254,23 @@ def test_auth_is_on_by_default_with_a_generated_secret(rendered):
     for container in ray_containers(the(docs, "RayService")):
         (env,) = _api_key_env(container)
         assert env["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": "api-keys"}
+
+
+def test_the_app_checks_the_keys_the_chart_puts_on_the_pods(rendered):
+    from deployments.auth import KeyRing
+
+    docs = rendered["default"]
+    key = base64.b64decode(the(docs, "Secret")["data"]["api-keys"]).decode()
+    args = serve_config(the(docs, "RayService"))["applications"][0]["args"]
+    # As the Serve app loads it on a pod, with the Secret in its environment.
+    cluster = load_config(args["cluster"], args.get("overrides", []), env={})
+    keys = KeyRing.from_config(cluster.ingress.auth, env={"LONGCTX_API_KEYS": key})
+    assert keys is not None
+    assert keys.principal(f"Bearer {key}") is not None
+    assert keys.principal("Bearer not-the-key") is None and keys.principal(None) is None
+    # auth.enabled: false (ci/h200-141g.yaml) leaves the profile's setting alone.
+    args = serve_config(the(rendered["h200-141g"], "RayService"))["applications"][0]["args"]
+    assert "ingress.auth.enabled=true" not in args.get("overrides", [])
 
 
 def test_existing_secret_is_referenced_not_created(rendered):
