@@ -1,10 +1,13 @@
-# syntax=docker/dockerfile:1
 # The project's image: the official Ray LLM image (Ray Serve LLM, the CUDA
 # build of vLLM, torch, CUDA libraries) plus this repository, pip-installed so
 # that `deployments.app:build_app` imports and vLLM's engine subprocesses find
 # the `internlm_rope` plugin through its entry point.
 #
 #   make image       (docker build -t "$(python3 tools/image.py ref)" .)
+#
+# Needs BuildKit (the default builder since Docker 23) for RUN --mount. No
+# `# syntax=` line: the built-in frontend suffices, and air-gapped builders
+# need not pull docker/dockerfile.
 #
 # The base's Ray must be the pinned Ray (`ray==` in constraints-gpu.txt) and
 # its Python one that pyproject.toml supports: tests/image checks this
