@@ -2,7 +2,8 @@
 
 Why a subclass: completions must say which engine replica answered, which
 Ray Serve LLM does not. Each completions stream gains one leading replica
-tag (the protocol is deployments/replica_tag.py); nothing else changes.
+tag (the protocol is deployments/replica_tag.py). And engines on one node
+start one at a time (deployments/engine_start.py). Nothing else changes.
 """
 
 from __future__ import annotations

