@@ -32,7 +32,7 @@ def stage_summary(args, _log=None) -> None:
         "gpu": v.get("gpu"), "ray": v.get("ray"), "vllm": v.get("vllm"), "torch": v.get("torch"),
         "python": v.get("python"),
         "command": "python benchmarks/gpu/validate.py {checkpoints,serve,stock,correctness,doc_qa} "
-                   "--results benchmarks/results/gpu (on the H200; benchmarks/gpu/README.md)",
+                   "--results benchmarks/results/gpu (each stage on the H200 via benchmarks/gpu/device.sh; README, Measured on a GPU)",
         "long_pool_max_tokens": max((p["band"][1] for p in serve_.get("pools", {}).values()), default=None),
         "routing": serve_.get("routing"),
         "replica_restarts": serve_.get("replica_restarts"),
