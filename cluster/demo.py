@@ -213,6 +213,53 @@ def _config_json(spec: TinyModelSpec, vocab_size: int) -> dict:
     }
 
 
+def iter_weights(spec: TinyModelSpec, vocab_size: int, normal, ones):
+    """(name, tensor) of every weight, in a fixed draw order.
+
+    ``normal(*shape, std=...)`` and ``ones(n)`` make the tensors, so the demo
+    (float32 on the CPU) and the real-size builder (bf16, drawn on a GPU,
+    cluster/real_size.py) share the layout: InternLM2's fused ``wqkv`` grouped
+    per KV head, or InternLM3's llama layout.
+    """
+    import torch
+
+    h, i, d = spec.hidden_size, spec.intermediate_size, spec.head_dim
+    nq, nkv = spec.num_attention_heads, spec.num_key_value_heads
+    if spec.model_type == "internlm2":
+        yield "model.tok_embeddings.weight", normal(vocab_size, h)
+        yield "model.norm.weight", ones(h)
+        yield "output.weight", normal(vocab_size, h)
+        group = nq // nkv
+        for layer in range(spec.num_hidden_layers):
+            p = f"model.layers.{layer}"
+            # wqkv is grouped per KV head: [q x group, k, v] for each KV head.
+            wq = normal(nkv, group, d, h, std=spec.qk_init_std)
+            wk = normal(nkv, 1, d, h, std=spec.qk_init_std)
+            wv = normal(nkv, 1, d, h)
+            yield f"{p}.attention.wqkv.weight", torch.cat([wq, wk, wv], dim=1).reshape(-1, h).contiguous()
+            yield f"{p}.attention.wo.weight", normal(h, nq * d)
+            yield f"{p}.feed_forward.w1.weight", normal(i, h)
+            yield f"{p}.feed_forward.w3.weight", normal(i, h)
+            yield f"{p}.feed_forward.w2.weight", normal(h, i)
+            yield f"{p}.attention_norm.weight", ones(h)
+            yield f"{p}.ffn_norm.weight", ones(h)
+    else:
+        yield "model.embed_tokens.weight", normal(vocab_size, h)
+        yield "model.norm.weight", ones(h)
+        yield "lm_head.weight", normal(vocab_size, h)
+        for layer in range(spec.num_hidden_layers):
+            p = f"model.layers.{layer}"
+            yield f"{p}.self_attn.q_proj.weight", normal(nq * d, h, std=spec.qk_init_std)
+            yield f"{p}.self_attn.k_proj.weight", normal(nkv * d, h, std=spec.qk_init_std)
+            yield f"{p}.self_attn.v_proj.weight", normal(nkv * d, h)
+            yield f"{p}.self_attn.o_proj.weight", normal(h, nq * d)
+            yield f"{p}.mlp.gate_proj.weight", normal(i, h)
+            yield f"{p}.mlp.up_proj.weight", normal(i, h)
+            yield f"{p}.mlp.down_proj.weight", normal(h, i)
+            yield f"{p}.input_layernorm.weight", ones(h)
+            yield f"{p}.post_attention_layernorm.weight", ones(h)
+
+
 def _weights(spec: TinyModelSpec, vocab_size: int) -> dict:
     import torch
 
@@ -221,48 +268,7 @@ def _weights(spec: TinyModelSpec, vocab_size: int) -> dict:
     def normal(*shape, std=spec.init_std):
         return (torch.randn(*shape, generator=gen) * std).contiguous()
 
-    def ones(n):
-        return torch.ones(n)
-
-    h, i, d = spec.hidden_size, spec.intermediate_size, spec.head_dim
-    nq, nkv = spec.num_attention_heads, spec.num_key_value_heads
-    tensors = {}
-    if spec.model_type == "internlm2":
-        tensors["model.tok_embeddings.weight"] = normal(vocab_size, h)
-        tensors["model.norm.weight"] = ones(h)
-        tensors["output.weight"] = normal(vocab_size, h)
-        group = nq // nkv
-        for layer in range(spec.num_hidden_layers):
-            p = f"model.layers.{layer}"
-            # wqkv is grouped per KV head: [q x group, k, v] for each KV head.
-            wq = normal(nkv, group, d, h, std=spec.qk_init_std)
-            wk = normal(nkv, 1, d, h, std=spec.qk_init_std)
-            wv = normal(nkv, 1, d, h)
-            tensors[f"{p}.attention.wqkv.weight"] = (
-                torch.cat([wq, wk, wv], dim=1).reshape(-1, h).contiguous()
-            )
-            tensors[f"{p}.attention.wo.weight"] = normal(h, nq * d)
-            tensors[f"{p}.feed_forward.w1.weight"] = normal(i, h)
-            tensors[f"{p}.feed_forward.w3.weight"] = normal(i, h)
-            tensors[f"{p}.feed_forward.w2.weight"] = normal(h, i)
-            tensors[f"{p}.attention_norm.weight"] = ones(h)
-            tensors[f"{p}.ffn_norm.weight"] = ones(h)
-    else:
-        tensors["model.embed_tokens.weight"] = normal(vocab_size, h)
-        tensors["model.norm.weight"] = ones(h)
-        tensors["lm_head.weight"] = normal(vocab_size, h)
-        for layer in range(spec.num_hidden_layers):
-            p = f"model.layers.{layer}"
-            tensors[f"{p}.self_attn.q_proj.weight"] = normal(nq * d, h, std=spec.qk_init_std)
-            tensors[f"{p}.self_attn.k_proj.weight"] = normal(nkv * d, h, std=spec.qk_init_std)
-            tensors[f"{p}.self_attn.v_proj.weight"] = normal(nkv * d, h)
-            tensors[f"{p}.self_attn.o_proj.weight"] = normal(h, nq * d)
-            tensors[f"{p}.mlp.gate_proj.weight"] = normal(i, h)
-            tensors[f"{p}.mlp.up_proj.weight"] = normal(i, h)
-            tensors[f"{p}.mlp.down_proj.weight"] = normal(h, i)
-            tensors[f"{p}.input_layernorm.weight"] = ones(h)
-            tensors[f"{p}.post_attention_layernorm.weight"] = ones(h)
-    return tensors
+    return dict(iter_weights(spec, vocab_size, normal, torch.ones))
 
 
 def build_model(spec: TinyModelSpec, root: Path, *, force: bool = False) -> Path:

@@ -29,6 +29,7 @@ from cluster.demo import (
     _config_json,
     _tokenizer_files,
     build_tokenizer,
+    iter_weights,
 )
 
 # Published config.json values (FACTS.md; huggingface.co/internlm/...).
@@ -83,12 +84,10 @@ def spec_for(model: str, layers: int | None = None) -> TinyModelSpec:
 
 
 def _weights(spec: TinyModelSpec, device: str):
-    """Yield (name, bf16 tensor on CPU), layer by layer, to bound peak memory."""
+    """(name, bf16 tensor on the CPU), one at a time, to bound peak memory."""
     import torch
 
     gen = torch.Generator(device=device).manual_seed(spec.seed)
-    h, i, d = spec.hidden_size, spec.intermediate_size, spec.head_dim
-    nq, nkv, vocab = spec.num_attention_heads, spec.num_key_value_heads, spec.vocab_size
 
     def normal(*shape, std=spec.init_std):
         t = torch.randn(*shape, generator=gen, device=device, dtype=torch.float32) * std
@@ -97,38 +96,7 @@ def _weights(spec: TinyModelSpec, device: str):
     def ones(n):
         return torch.ones(n, dtype=torch.bfloat16)
 
-    if spec.model_type == "internlm2":
-        yield "model.tok_embeddings.weight", normal(vocab, h)
-        yield "model.norm.weight", ones(h)
-        yield "output.weight", normal(vocab, h)
-        group = nq // nkv
-        for layer in range(spec.num_hidden_layers):
-            p = f"model.layers.{layer}"
-            wq = normal(nkv, group, d, h, std=spec.qk_init_std)
-            wk = normal(nkv, 1, d, h, std=spec.qk_init_std)
-            wv = normal(nkv, 1, d, h)
-            yield f"{p}.attention.wqkv.weight", torch.cat([wq, wk, wv], dim=1).reshape(-1, h).contiguous()
-            yield f"{p}.attention.wo.weight", normal(h, nq * d)
-            yield f"{p}.feed_forward.w1.weight", normal(i, h)
-            yield f"{p}.feed_forward.w3.weight", normal(i, h)
-            yield f"{p}.feed_forward.w2.weight", normal(h, i)
-            yield f"{p}.attention_norm.weight", ones(h)
-            yield f"{p}.ffn_norm.weight", ones(h)
-    else:
-        yield "model.embed_tokens.weight", normal(vocab, h)
-        yield "model.norm.weight", ones(h)
-        yield "lm_head.weight", normal(vocab, h)
-        for layer in range(spec.num_hidden_layers):
-            p = f"model.layers.{layer}"
-            yield f"{p}.self_attn.q_proj.weight", normal(nq * d, h, std=spec.qk_init_std)
-            yield f"{p}.self_attn.k_proj.weight", normal(nkv * d, h, std=spec.qk_init_std)
-            yield f"{p}.self_attn.v_proj.weight", normal(nkv * d, h)
-            yield f"{p}.self_attn.o_proj.weight", normal(h, nq * d)
-            yield f"{p}.mlp.gate_proj.weight", normal(i, h)
-            yield f"{p}.mlp.up_proj.weight", normal(i, h)
-            yield f"{p}.mlp.down_proj.weight", normal(h, i)
-            yield f"{p}.input_layernorm.weight", ones(h)
-            yield f"{p}.post_attention_layernorm.weight", ones(h)
+    return iter_weights(spec, spec.vocab_size, normal, ones)
 
 
 def build_real_size(model: str, root: Path, *, layers: int | None = None, device: str | None = None,
