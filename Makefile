@@ -29,8 +29,7 @@ BUNDLE ?= build/bundle
 IMAGE ?= $(shell python3 tools/image.py ref)
 STAMP := $(VENV)/.installed-$(DEVICE)$(if $(filter gpu,$(DEVICE)),-$(PINS))
 
-.PHONY: venv install demo run test soak clean help prometheus monitor redis-server generate check \
-	pins wheelhouse bundle image
+.PHONY: venv install demo run test soak clean help prometheus monitor redis-server generate check pins wheelhouse bundle image
 
 help:
 	@echo "make run [PROFILE=cpu-demo]   install, build demo models, serve on 127.0.0.1:8000"
