@@ -16,6 +16,7 @@ from cluster.config import ClusterConfig, load_config, profile_path
 
 
 MAX_DOCUMENT_BYTES = 2_000_000
+LONG_POOL_HEARTBEAT_S = 0.3
 
 
 def pytest_collection_modifyitems(config, items):
@@ -59,6 +60,10 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
         f"documents.store.data_dir={tmp_path_factory.mktemp('documents')}",
         # Small enough that the tests can send a body over it.
         f"documents.store.limits.max_document_bytes={MAX_DOCUMENT_BYTES}",
+        # Keep-alive (tests/e2e/test_keepalive.py): off everywhere, so the other
+        # tests see today's behaviour, except a short heartbeat on il25-long.
+        "ingress.stream_heartbeat_s=0",
+        f"pools.il25-long.stream_heartbeat_s={LONG_POOL_HEARTBEAT_S}",
     ]
     profile = str(profile_path("cpu-demo"))
     config = load_config(profile, overrides)
