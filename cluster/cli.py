@@ -233,9 +233,14 @@ def cmd_run(args) -> int:
         stop.wait()
     except KeyboardInterrupt:
         pass
-    from ray import serve
+    # Serve, Ray, then any engine process left behind, within 30 s (cluster/shutdown.py).
+    from cluster.shutdown import stop_cluster
 
-    serve.shutdown()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not strand half a stop
+    print("Stopping the cluster...", file=sys.stderr, flush=True)
+    killed = stop_cluster()
+    for line in killed:
+        print(f"WARNING: killed a process left running after ray.shutdown(): {line}", file=sys.stderr, flush=True)
     return 0
 
 

@@ -48,9 +48,6 @@ class RunningCluster:
 
 @pytest.fixture(scope="package")
 def cluster(demo_models, tmp_path_factory) -> RunningCluster:
-    import ray
-    from ray import serve
-
     from cluster.cli import start_cluster
 
     port = free_loopback_port()
@@ -77,8 +74,12 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
     # serve.run returns once every deployment is healthy; the proxy answers now.
     assert httpx.get(f"{running.base_url}/healthz", timeout=30).status_code == 200
     yield running
-    serve.shutdown()
-    ray.shutdown()
+    # The CLI's own stop; every process the cluster started must have ended
+    # by itself after serve.shutdown() and ray.shutdown(), none killed.
+    from cluster.shutdown import stop_cluster
+
+    killed = stop_cluster()
+    assert killed == [], f"processes outlived the cluster's stop and were killed: {killed}"
 
 
 @pytest.fixture(scope="package")
