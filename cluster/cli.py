@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from cluster.config import ClusterConfig, load_config, profile_path
 from cluster.demo import build_all
-from cluster.planner import add_plan_parser
+from cluster.planner import add_plan_parser, timeout_warnings
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODELS_DIR = REPO / "build" / "models"
@@ -209,6 +209,8 @@ def _metrics_line(args) -> str:
 def cmd_run(args) -> int:
     cluster = _load(args.profile, args.set)
     print(pool_table(cluster), flush=True)
+    for line in timeout_warnings(cluster):
+        print(f"WARNING: {line}", file=sys.stderr, flush=True)
     prepare_ray_env(args.address, args.ray_bind)
     start_cluster(cluster, str(profile_path(args.profile)), args.set, args.address, args.metrics_port,
                   args.ray_bind)
@@ -231,9 +233,14 @@ def cmd_run(args) -> int:
         stop.wait()
     except KeyboardInterrupt:
         pass
-    from ray import serve
+    # Serve, Ray, then any engine process left behind, within 30 s (cluster/shutdown.py).
+    from cluster.shutdown import stop_cluster
 
-    serve.shutdown()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not strand half a stop
+    print("Stopping the cluster...", file=sys.stderr, flush=True)
+    killed = stop_cluster()
+    for line in killed:
+        print(f"WARNING: killed a process left running after ray.shutdown(): {line}", file=sys.stderr, flush=True)
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cluster.config import ClusterConfig, PoolConfig
+from cluster.planner.ttft import health_check_settings
 from deployments import rope
 from deployments.routing.replica_routers import request_router_config
 
@@ -80,6 +81,11 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
             "target_ongoing_requests": replicas.target_ongoing_requests,
         },
     }
+    # A replica busy with its longest prefill must not be declared unhealthy
+    # and restarted: health checks wait longer than that prefill (planner estimate).
+    period, timeout = health_check_settings(cluster, pool)
+    deployment_config["health_check_period_s"] = period
+    deployment_config["health_check_timeout_s"] = timeout
     if pool.max_ongoing_requests is not None:
         deployment_config["max_ongoing_requests"] = pool.max_ongoing_requests
     router = request_router_config(pool)

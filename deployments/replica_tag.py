@@ -33,9 +33,16 @@ def tag_stream(stream: AsyncIterator[Any], replica: str) -> AsyncIterator[Any]:
     return tagged()
 
 
-async def read_replica_tag(stream: AsyncIterator[Any]) -> tuple[str, Any]:
-    """Ingress side: the replica that serves ``stream`` and the stream's first real item."""
+async def read_replica_tag(stream: AsyncIterator[Any], on_tag=None) -> tuple[str, Any]:
+    """Ingress side: the replica that serves ``stream`` and the stream's first real item.
+
+    ``on_tag(replica)`` is called as soon as the tag arrives, before the
+    first item (which a long prefill delays): the keep-alive names the
+    replica in the headers it commits early.
+    """
     first = await stream.__anext__()
     if isinstance(first, ReplicaTag):
+        if on_tag is not None:
+            on_tag(first.replica)
         return first.replica, await stream.__anext__()
     return "", first

@@ -80,6 +80,14 @@ class ClusterConfig(StrictModel):
         """The model's pools, shortest band first."""
         return sorted((p for p in self.pools if p.model == model), key=lambda p: p.min_tokens)
 
+    def heartbeat_s(self, pool_name: str, *, stream: bool) -> float:
+        """The pool's keep-alive heartbeat (0: off), its own or the ingress default."""
+        pool = self.pool(pool_name)
+        own = pool.stream_heartbeat_s if stream else pool.nonstream_heartbeat_s
+        if own is not None:
+            return own
+        return self.ingress.stream_heartbeat_s if stream else self.ingress.nonstream_heartbeat_s
+
     def pool(self, name: str) -> PoolConfig:
         for pool in self.pools:
             if pool.name == name:

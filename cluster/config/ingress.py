@@ -30,6 +30,22 @@ class IngressConfig(StrictModel):
     request_timeout_s: float = Field(
         default=3600.0, gt=0, description="Longest a request may take end to end."
     )
+    stream_heartbeat_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Streaming keep-alive: a stream with no token after this many seconds is "
+        "committed (200, text/event-stream) and gets an SSE comment `: prefill <elapsed>s` every "
+        "heartbeat until its first token, so proxies that close idle connections (ALB/nginx 60 s, "
+        "Envoy 300 s) keep it open. 0 turns it off. Pools may override it.",
+    )
+    nonstream_heartbeat_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Non-streaming keep-alive (opt-in, 0 = off): a request with no answer after "
+        "this many seconds is committed as 200 application/json and gets one space every "
+        "heartbeat before its JSON body; an error after that is `{\"error\": ...}` in a 200 body. "
+        "Pools may override it.",
+    )
     max_body_bytes: int = Field(
         default=64 * 1024 * 1024, gt=0, description="Largest request body accepted."
     )

@@ -129,6 +129,32 @@ class PoolConfig(StrictModel):
         description="Longest wait for this pool's first token (and between streamed chunks); "
         "long bands need long prefills. Default: ingress.request_timeout_s.",
     )
+    stream_heartbeat_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="Streaming keep-alive of this pool (seconds; 0 = off). Default: "
+        "ingress.stream_heartbeat_s.",
+    )
+    nonstream_heartbeat_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="Non-streaming keep-alive of this pool (seconds; 0 = off). Default: "
+        "ingress.nonstream_heartbeat_s.",
+    )
+    health_check_period_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Serve's health-check period of this pool's replicas. Default: derived from "
+        "the planner's cold-TTFT estimate at the band maximum (cluster/planner/ttft.py), never "
+        "below Serve's 10 s.",
+    )
+    health_check_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Serve's health-check timeout of this pool's replicas. Default: 1.5 x the "
+        "planner's cold-TTFT estimate at the band maximum, never below Serve's 30 s, so a replica "
+        "busy with its longest prefill is not declared unhealthy and restarted.",
+    )
 
     @model_validator(mode="after")
     def _gpu_share_bounds_memory(self) -> "PoolConfig":

@@ -29,6 +29,8 @@ few percent; a pool that fits only by less than that margin is flagged.
   memory.py        PoolPlan, plan_pool, plan_cluster (the arithmetic above)
   shapes.py        WorkerShape, worker_shapes (Kubernetes worker groups)
   report.py        format_table, format_report, failures
+  ttft.py          cold_ttft_s (prefill of the band maximum), timeout_warnings,
+                   health_check_settings
   command.py       the ``plan`` subcommand
 """
 
@@ -38,9 +40,11 @@ from cluster.planner.command import add_plan_parser
 from cluster.planner.memory import ACCELERATOR_MEMORY_GIB, GIB, PoolPlan, plan_cluster, plan_pool
 from cluster.planner.report import failures, format_report, format_table
 from cluster.planner.shapes import WorkerShape, worker_shapes
+from cluster.planner.ttft import PEAK_BF16_TFLOPS, UTILIZATION, cold_ttft_s, health_check_settings, timeout_warnings
 
 __all__ = [
     "ACCELERATOR_MEMORY_GIB", "ARCHITECTURES", "GIB", "Architecture", "PlanError", "PoolPlan",
     "WorkerShape", "add_plan_parser", "architecture_from_hf_config", "failures", "format_report", "format_table",
-    "plan_cluster", "plan_pool", "resolve_architecture", "worker_shapes",
+    "PEAK_BF16_TFLOPS", "UTILIZATION", "cold_ttft_s", "health_check_settings", "plan_cluster", "plan_pool",
+    "resolve_architecture", "timeout_warnings", "worker_shapes",
 ]

@@ -13,6 +13,7 @@ from pydantic import Field
 from cluster.config import ClusterConfig, PoolConfig
 from cluster.planner.architecture import Architecture, element_bytes, resolve_architecture, valid_tensor_parallel
 from cluster.planner.base import FrozenModel, PlanError
+from cluster.planner.ttft import cold_ttft_s
 
 GIB = 1024**3
 KIB = 1024
@@ -69,6 +70,11 @@ class PoolPlan(FrozenModel):
     notes: tuple[str, ...] = Field(description="Caveats worth reading.")
     min_tensor_parallel_size: int | None = Field(
         description="Smallest valid TP at which max_model_len fits (None: none up to 8)."
+    )
+    cold_ttft_s: float | None = Field(
+        default=None,
+        description="Estimated prefill of the band maximum from an empty cache (cluster/planner/ttft.py); "
+        "None on CPU or an unknown GPU.",
     )
 
 
@@ -225,7 +231,7 @@ def plan_pool(
         kv_dtype_bytes=kv_bytes, max_tokens=capacity, max_model_len=engine.max_model_len,
         max_num_seqs=engine.max_num_seqs, full_length_seqs=full_length, fits=fits,
         fits_all_seqs=fits_all, tight=tight, problems=tuple(problems), notes=tuple(notes),
-        min_tensor_parallel_size=min_tp,
+        min_tensor_parallel_size=min_tp, cold_ttft_s=cold_ttft_s(cluster, pool),
     )
 
 

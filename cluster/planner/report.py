@@ -23,8 +23,14 @@ def _status(plan: PoolPlan) -> str:
 
 COLUMNS = (
     "pool", "TP", "GPU", "weights/GPU", "KV/token GPU (group)", "KV budget/GPU",
-    "max KV tokens", "max_model_len x seqs", "status",
+    "max KV tokens", "max_model_len x seqs", "cold TTFT", "status",
 )
+
+
+def _seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    return f"{s / 60:.1f} min" if s >= 600 else f"{s:.1f} s"
 
 
 def plan_rows(plans: list[PoolPlan]) -> list[tuple[str, ...]]:
@@ -40,7 +46,7 @@ def plan_rows(plans: list[PoolPlan]) -> list[tuple[str, ...]]:
         rows.append((
             p.pool, str(p.tensor_parallel_size), gpu, f"{p.weights_gib_per_device:.2f} GiB",
             kv, f"{p.kv_budget_gib_per_device:.1f} GiB", _tokens(p.max_tokens),
-            f"{_tokens(p.max_model_len)} x {p.max_num_seqs}", _status(p),
+            f"{_tokens(p.max_model_len)} x {p.max_num_seqs}", _seconds(p.cold_ttft_s), _status(p),
         ))
     return rows
 

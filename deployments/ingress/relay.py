@@ -75,27 +75,39 @@ class EngineCall:
             yield "data: [DONE]\n\n"
 
 
-def respond(calls: list[EngineCall], server_timing: str, metrics: RouterMetrics, *, chat: bool) -> Response:
-    """The HTTP response of one or several engine calls (choice i = call i)."""
-    lead = calls[0]
-    headers = {
+def response_headers(calls: list[EngineCall], server_timing: str) -> dict[str, str]:
+    return {
         POOL_HEADER: ",".join(dict.fromkeys(c.decision.pool.name for c in calls)),
         REPLICA_HEADER: ",".join(dict.fromkeys(c.replica for c in calls)),
         "x-prompt-tokens": ",".join(str(c.decision.prompt_tokens) for c in calls),
         "server-timing": server_timing,
     }
-    if not lead.request.stream:
-        payloads = []
-        for c in calls:
-            c.ticket.release()
-            payload = c.first.model_dump(mode="json")
-            metrics.completed(c.request.model, c.decision.pool.name,
-                              (payload.get("usage") or {}).get("completion_tokens", 0))
-            payloads.append(chat_response(payload) if chat else payload)
-        return JSONResponse(merge_choices(payloads) if len(payloads) > 1 else payloads[0], headers=headers)
-    body = _relay(lead, chat=chat) if len(calls) == 1 else _relay_many(calls)
+
+
+def json_payload(calls: list[EngineCall], metrics: RouterMetrics, *, chat: bool) -> dict:
+    """The JSON body of finished non-streaming calls; releases their tickets."""
+    payloads = []
+    for c in calls:
+        c.ticket.release()
+        payload = c.first.model_dump(mode="json")
+        metrics.completed(c.request.model, c.decision.pool.name,
+                          (payload.get("usage") or {}).get("completion_tokens", 0))
+        payloads.append(chat_response(payload) if chat else payload)
+    return merge_choices(payloads) if len(payloads) > 1 else payloads[0]
+
+
+def sse_body(calls: list[EngineCall], *, chat: bool) -> AsyncIterator[str]:
+    """The SSE text of streaming calls; releases their tickets when done."""
+    return _relay(calls[0], chat=chat) if len(calls) == 1 else _relay_many(calls)
+
+
+def respond(calls: list[EngineCall], server_timing: str, metrics: RouterMetrics, *, chat: bool) -> Response:
+    """The HTTP response of one or several engine calls (choice i = call i)."""
+    headers = response_headers(calls, server_timing)
+    if not calls[0].request.stream:
+        return JSONResponse(json_payload(calls, metrics, chat=chat), headers=headers)
     return StreamingResponse(
-        body,
+        sse_body(calls, chat=chat),
         media_type="text/event-stream",
         headers=headers,
         # Also released here in case the stream is never iterated.

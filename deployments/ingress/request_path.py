@@ -23,7 +23,8 @@ from starlette.responses import Response
 from cluster.config import ClusterConfig
 from deployments.errors import APIError
 from deployments.ingress.health import HEALTH_POLL_S, PoolHealth
-from deployments.ingress.relay import EngineCall, respond
+from deployments.ingress.keepalive import PENDING_REPLICA, committed_response
+from deployments.ingress.relay import POOL_HEADER, REPLICA_HEADER, EngineCall, respond
 from deployments.metrics import RouterMetrics
 from deployments.replica_tag import read_replica_tag
 from deployments.routing.admission import AdmissionController, PoolFull, PoolUnavailable, Ticket
@@ -126,8 +127,7 @@ class RequestPath:
 
     async def dispatch(self, decision: RouteDecision, request, timings: ServerTimings, *, chat: bool) -> Response:
         """One prompt, answered as a chat completion (``chat``) or a completion."""
-        call = await self._start(decision, request, timings)
-        return respond([call], timings.header(), self._metrics, chat=chat)
+        return await self._answer([decision], [request], timings, chat=chat, document_key=None)
 
     async def dispatch_many(
         self, decisions: list[RouteDecision], requests: list, timings: ServerTimings, *, document_key: str | None
@@ -142,12 +142,46 @@ class RequestPath:
             # vLLM needs a distinct id per sequence; by default all would get
             # the HTTP request's.
             request.request_id = f"{base_id}-{index}"
+        return await self._answer(decisions, requests, timings, chat=True, document_key=document_key)
+
+    async def _answer(self, decisions: list[RouteDecision], requests: list, timings: ServerTimings, *,
+                      chat: bool, document_key: str | None) -> Response:
+        """Start the engine calls; answer as usual if they produce their first
+        item within the pool's heartbeat, else commit a 200 and keep the
+        connection alive until they do (deployments/ingress/keepalive.py)."""
+        started = time.monotonic()
+        replicas: dict[int, str] = {}
+        task = asyncio.ensure_future(self._start_all(decisions, requests, timings, document_key, replicas))
+        stream = bool(requests[0].stream)
+        heartbeat = self.cluster.heartbeat_s(decisions[0].pool.name, stream=stream)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=heartbeat or None)
+        except BaseException:
+            task.cancel()  # the client left: the start's cleanup stops the engine
+            raise
+        if done:
+            return respond(task.result(), timings.header(), self._metrics, chat=chat)
+        headers = {
+            POOL_HEADER: ",".join(dict.fromkeys(d.pool.name for d in decisions)),
+            REPLICA_HEADER: ",".join(dict.fromkeys(replicas.get(i) or PENDING_REPLICA for i in range(len(decisions)))),
+            "x-prompt-tokens": ",".join(str(d.prompt_tokens) for d in decisions),
+            "server-timing": timings.header(),
+        }
+        return committed_response(task, heartbeat_s=heartbeat, started=started, stream=stream, chat=chat,
+                                  headers=headers, metrics=self._metrics)
+
+    async def _start_all(self, decisions: list[RouteDecision], requests: list, timings: ServerTimings,
+                         document_key: str | None, replicas: dict[int, str]) -> list[EngineCall]:
+        if len(requests) == 1:
+            return [await self._start(decisions[0], requests[0], timings, document_key=document_key,
+                                      replicas=replicas)]
         tasks = [
-            asyncio.ensure_future(self._start(d, r, timings, document_key=document_key, sub_request=i))
+            asyncio.ensure_future(self._start(d, r, timings, document_key=document_key, sub_request=i,
+                                              replicas=replicas))
             for i, (d, r) in enumerate(zip(decisions, requests))
         ]
         try:
-            calls = await asyncio.gather(*tasks)
+            return list(await asyncio.gather(*tasks))
         except BaseException:
             for task in tasks:
                 if task.done() and not task.cancelled() and task.exception() is None:
@@ -155,7 +189,6 @@ class RequestPath:
                 else:
                     task.cancel()
             raise
-        return respond(calls, timings.header(), self._metrics, chat=True)
 
     async def _admit(self, pool: str) -> Ticket:
         if self._admission.healthy_replicas(pool) == 0 and self._health.age_s() > FRESH_HEALTH_S:
@@ -173,7 +206,8 @@ class RequestPath:
         return self.cluster.pool(pool).request_timeout_s or self.cluster.ingress.request_timeout_s
 
     async def _start(self, decision: RouteDecision, request, timings: ServerTimings, *,
-                     document_key: str | None = None, sub_request: int | None = None) -> EngineCall:
+                     document_key: str | None = None, sub_request: int | None = None,
+                     replicas: dict[int, str] | None = None) -> EngineCall:
         """Admission, affinity, and the engine call up to its first item.
 
         The engine's own refusals (vLLM validation) become client errors here.
@@ -195,7 +229,9 @@ class RequestPath:
         timeout = self._timeout(pool)
         try:
             async with asyncio.timeout(timeout):
-                replica, first = await read_replica_tag(stream)
+                replica, first = await read_replica_tag(
+                    stream, on_tag=None if replicas is None else
+                    lambda name: replicas.__setitem__(sub_request or 0, name))
         except TimeoutError:
             stream.cancel()
             ticket.release()

@@ -16,6 +16,7 @@ from cluster.config import ClusterConfig, load_config, profile_path
 
 
 MAX_DOCUMENT_BYTES = 2_000_000
+LONG_POOL_HEARTBEAT_S = 0.3
 
 
 def pytest_collection_modifyitems(config, items):
@@ -47,9 +48,6 @@ class RunningCluster:
 
 @pytest.fixture(scope="package")
 def cluster(demo_models, tmp_path_factory) -> RunningCluster:
-    import ray
-    from ray import serve
-
     from cluster.cli import start_cluster
 
     port = free_loopback_port()
@@ -59,6 +57,10 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
         f"documents.store.data_dir={tmp_path_factory.mktemp('documents')}",
         # Small enough that the tests can send a body over it.
         f"documents.store.limits.max_document_bytes={MAX_DOCUMENT_BYTES}",
+        # Keep-alive (tests/e2e/test_keepalive.py): off everywhere, so the other
+        # tests see today's behaviour, except a short heartbeat on il25-long.
+        "ingress.stream_heartbeat_s=0",
+        f"pools.il25-long.stream_heartbeat_s={LONG_POOL_HEARTBEAT_S}",
     ]
     profile = str(profile_path("cpu-demo"))
     config = load_config(profile, overrides)
@@ -72,8 +74,12 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
     # serve.run returns once every deployment is healthy; the proxy answers now.
     assert httpx.get(f"{running.base_url}/healthz", timeout=30).status_code == 200
     yield running
-    serve.shutdown()
-    ray.shutdown()
+    # The CLI's own stop; every process the cluster started must have ended
+    # by itself after serve.shutdown() and ray.shutdown(), none killed.
+    from cluster.shutdown import stop_cluster
+
+    killed = stop_cluster()
+    assert killed == [], f"processes outlived the cluster's stop and were killed: {killed}"
 
 
 @pytest.fixture(scope="package")
