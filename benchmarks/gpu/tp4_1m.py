@@ -11,7 +11,7 @@ Stages:
   ours          profile h200x4-1m through the real stack (HTTP -> ingress ->
                 router -> il25-long, a TP=4 engine): streaming TTFT of token-id
                 prompts of 524,288 and 1,048,000 tokens (max_tokens 1); decode
-                ms/token at 1M from one streamed follow-up on the same prompt
+                ms/token at 1M from one streamed 64-token follow-up on the same prompt
                 (its prefill is a prefix-cache hit); the KV capacity vLLM
                 reports for the long pool vs the planner's prediction
   stock         stock vLLM (VLLM_PLUGINS=none), the long pool's engine
@@ -76,20 +76,35 @@ def load_profile(args):
 
 
 def stream_tokens(client, body: dict) -> dict:
-    """Stream a completion; arrival time of every chunk that carries text."""
+    """Stream a completion; arrival time of every chunk with tokens, and the token count.
+
+    Ray Serve LLM batches streamed chunks (every ~50 ms by default), so one
+    chunk may carry several tokens: decode time per token is the span from
+    the first to the last chunk over the tokens after the first.
+    """
     started = time.perf_counter()
     arrivals: list[float] = []
-    with client.stream("POST", "/v1/completions", json={**body, "stream": True}) as response:
+    tokens = None
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    with client.stream("POST", "/v1/completions", json=body) as response:
         if response.status_code != 200:
             return {"status": response.status_code, "error": response.read().decode()[:500]}
         for line in response.iter_lines():
-            if line.startswith("data: {") and '"text"' in line:
-                arrivals.append(time.perf_counter() - started)
+            if not line.startswith("data: {"):
+                continue
+            now = time.perf_counter() - started
+            chunk = json.loads(line[len("data: "):])
+            if chunk.get("choices"):
+                arrivals.append(now)
+            if chunk.get("usage"):
+                tokens = chunk["usage"].get("completion_tokens")
         headers = response.headers
     gaps = [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:])]
+    n = tokens or len(arrivals)
     return {
         "status": 200, "ttft_s": arrivals[0] if arrivals else None, "total_s": time.perf_counter() - started,
-        "chunks": len(arrivals), "gaps_ms": gaps,
+        "chunks": len(arrivals), "completion_tokens": tokens, "gaps_ms": gaps,
+        "ms_per_token": (arrivals[-1] - arrivals[0]) * 1000 / (n - 1) if n > 1 and len(arrivals) > 1 else None,
         "pool": headers.get("x-pool"), "replica": headers.get("x-replica"),
         "prompt_tokens": int(headers.get("x-prompt-tokens", 0)), "server_timing": headers.get("server-timing"),
     }
@@ -173,12 +188,12 @@ def stage_ours(args, log: StageLog) -> None:
         log.put("decode", {
             "prompt_tokens": size, "max_tokens": args.decode_tokens, "status": result["status"],
             "pool": result.get("pool"), "warm_ttft_s": result.get("ttft_s"), "chunks": result.get("chunks"),
-            "ms_per_token_median": statistics.median(gaps) if gaps else None,
-            "ms_per_token_mean": statistics.fmean(gaps) if gaps else None, "gaps_ms": gaps,
+            "completion_tokens": result.get("completion_tokens"), "ms_per_token": result.get("ms_per_token"),
+            "chunk_gap_ms_median": statistics.median(gaps) if gaps else None, "gaps_ms": gaps,
             "error": result.get("error"),
         })
-        progress(f"decode at {size:,}: warm TTFT {result.get('ttft_s')} s, "
-                 f"{statistics.median(gaps) if gaps else None} ms/token over {len(gaps)} gaps")
+        progress(f"decode at {size:,}: warm TTFT {result.get('ttft_s')} s, {result.get('ms_per_token')} ms/token "
+                 f"({result.get('completion_tokens')} tokens in {result.get('chunks')} chunks)")
 
         # KV capacity vLLM reports for the long pool: its log line, and the metric Ray exports.
         import ray
@@ -284,7 +299,7 @@ def stage_summary(args, _log=None) -> None:
         "ttft_s": prefill[top]["ttft_s"] if top else None,
         "stock_ttft_s": stock_by.get(top, {}).get("stock_s"),
         "ttft_over_stock": (prefill[top]["ttft_s"] / stock_by[top]["stock_s"]) if top in stock_by else None,
-        "decode_ms_per_token": ours.get("decode", {}).get("ms_per_token_median"),
+        "decode_ms_per_token": ours.get("decode", {}).get("ms_per_token"),
         "kv_tokens_vllm": kv.get("kv_tokens_vllm"), "kv_tokens_planner": kv.get("kv_tokens_planner"),
         "logprob_max_abs_diff": longest and longest["max_abs_diff"],
         "logprob_tolerance": max(0.05, 4 * floor) if floor is not None else None,
@@ -292,8 +307,8 @@ def stage_summary(args, _log=None) -> None:
         "logprob_tokens": longest and longest["tokens"],
         "prefill": [{"tokens": t, "ttft_s": r["ttft_s"], "pool": r["pool"],
                      "stock_s": stock_by.get(t, {}).get("stock_s")} for t, r in sorted(prefill.items())],
-        "decode": {k: ours.get("decode", {}).get(k) for k in ("prompt_tokens", "max_tokens", "warm_ttft_s",
-                                                               "ms_per_token_mean")},
+        "decode": {k: ours.get("decode", {}).get(k) for k in ("prompt_tokens", "completion_tokens", "chunks",
+                                                               "warm_ttft_s", "chunk_gap_ms_median")},
         "routing": ours.get("routing"), "startup_s": ours.get("startup_s"),
         "replica_restarts": ours.get("replica_restarts"), "agreement": agreement,
         "versions": {k: v.get(k) for k in ("python", "ray", "vllm", "torch", "transformers")},
@@ -324,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default=str(PROFILE), help="profile name or path (dry runs: cpu-demo)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="profile override")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="prompt tokens (ours, stock)")
-    parser.add_argument("--decode-tokens", type=int, default=32)
+    parser.add_argument("--decode-tokens", type=int, default=64)
     parser.add_argument("--correctness-sizes", type=int, nargs="+", default=[8192, 1_048_000])
     parser.add_argument("--out", type=Path, default=SUMMARY, help="summary file (stage summary)")
     args = parser.parse_args(argv)

@@ -56,7 +56,7 @@ def test_summary_has_the_issues_keys(tmp_path):
         "versions": versions, "command": "ours", "pools": {"il25-long": {"tp": 4}},
         "prefill": [{"tokens": 524288, "status": 200, "ttft_s": 40.0, "pool": "il25-long"},
                     {"tokens": 1048000, "status": 200, "ttft_s": 126.0, "pool": "il25-long"}],
-        "decode": {"ms_per_token_median": 21.5},
+        "decode": {"ms_per_token": 21.5},
         "kv": {"kv_tokens_vllm": 2441216, "kv_tokens_planner": 2442000}})
     write(tmp_path / "tp4_stock.json", {"prefill": [{"tokens": 1048000, "stock_s": 120.0}]})
     write(tmp_path / "tp4_correctness.json", {"agreement": [
