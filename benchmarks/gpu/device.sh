@@ -3,6 +3,7 @@
 #
 #   benchmarks/gpu/device.sh receive PART   copy one carried bundle part to /root/b
 #   benchmarks/gpu/device.sh STAGE [ARGS]   unpack the bundle once, run a stage of validate.py
+#   benchmarks/gpu/device.sh tp4 STAGE [ARGS]   the same for tp4_1m.py (issue 12, 4xH200)
 #
 # The machine has no network: the stack arrives as a wheel bundle
 # (tools/pins.py bundle) in parts small enough for one transfer each, and
@@ -23,12 +24,18 @@ case "${1:?stage or receive}" in
       cat "$BUNDLE"/part.* | tar -xz -C "$SITE"
       touch "$SITE/.unpacked"
     fi
-    export PYTHONPATH="$PWD:$SITE" PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0
+    # NVLink multicast off: it can take a shared host's GPUs out of service.
+    export PYTHONPATH="$PWD:$SITE" PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0 NCCL_NVLS_ENABLE=0
     export PATH="$SITE/bin:$PATH"
-    mkdir -p "$OUT/gpu"
-    stage=$1
+    script=benchmarks/gpu/validate.py results="$OUT/gpu" prefix=
+    if [ "$1" = tp4 ]; then
+      script=benchmarks/gpu/tp4_1m.py results="$OUT/gpu-tp4" prefix=tp4_
+      shift
+    fi
+    mkdir -p "$results"
+    stage=${1:?stage}
     shift
-    python3 benchmarks/gpu/validate.py "$stage" --results "$OUT/gpu" "$@" 2>&1 | tee "$OUT/gpu/$stage.log" \
+    python3 "$script" "$stage" --results "$results" "$@" 2>&1 | tee "$results/$prefix$stage.log" \
       | grep --line-buffered -v "^WARNING\|INFO 1\|DEBUG" || true
     ;;
 esac

@@ -53,6 +53,7 @@ def versions() -> dict:
         import torch
 
         out["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+        out["gpu_count"] = torch.cuda.device_count()
     except Exception:  # noqa: BLE001
         out["gpu"] = "unknown"
     return out
@@ -104,8 +105,9 @@ class LocalCluster:
         self.config = load_config(self.profile, self.overrides)
         progress(f"starting {self.profile.name} ...")
         started = time.perf_counter()
+        self.metrics_port = free_loopback_port()
         start_cluster(self.config, str(self.profile), self.overrides, address=None,
-                      metrics_port=free_loopback_port())
+                      metrics_port=self.metrics_port)
         self.startup_s = time.perf_counter() - started
         progress(f"cluster up in {self.startup_s:.0f} s")
         return self

@@ -187,6 +187,13 @@ def plan_pool(
             f"until they sum to 1) and {engine.gpu_memory_utilization:g} x "
             f"{device_memory_gib:.1f} GiB of its memory"
         )
+    ranks_may_share = cluster.device == "gpu" and tp > 1 and share <= 0.5
+    if ranks_may_share:
+        problems.append(
+            f"tensor_parallel_size {tp} with a GPU share of {share:g} per worker: Ray packs "
+            "fractional bundles onto one GPU until they sum to 1, so two ranks of the group "
+            "can land on the same GPU; give each worker more than 0.5 of a GPU"
+        )
     budget, overhead, budget_problems = _kv_budget_gib(
         cluster, pool, arch, tp, weights_gib, device_memory_gib
     )
@@ -217,7 +224,7 @@ def plan_pool(
     min_tp = None
     if search_tp:
         min_tp = _smallest_fitting_tp(cluster, pool, device_memory_gib)
-    if not fits and min_tp is not None and min_tp != tp:
+    if not fits and min_tp is not None and min_tp != tp and not ranks_may_share:
         where = pool.accelerator_type or cluster.device
         problems.append(f"needs tensor_parallel_size >= {min_tp} on {where}")
 

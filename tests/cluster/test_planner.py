@@ -270,3 +270,62 @@ def test_planner_does_not_mutate_the_config(profile_env):
     before = copy.deepcopy(cluster.model_dump())
     plan_cluster(cluster)
     assert cluster.model_dump() == before
+
+
+# --- one 4xH200 host: the 1M pool on a TP=4 group beside a short pool (issue 12) ------
+
+
+def test_h200x4_holds_a_million_token_request_and_a_short_pool(profile_env, capsys):
+    cluster = load_config(profile_path("h200x4-1m"))
+    plans = {p.pool: p for p in plan_cluster(cluster)}
+    long_, short = plans["il25-long"], plans["il25-short"]
+    assert long_.tensor_parallel_size == 4 and long_.max_model_len == 1048576
+    # 8 KV heads over 4 ranks: 2 per GPU, 32 KiB per token per GPU, nothing replicated.
+    assert long_.kv_heads_per_device == 2 and not long_.kv_heads_replicated
+    assert long_.kv_bytes_per_token_device == 32 * 1024
+    # 0.55 of 140.4 GiB per rank: one 1M request twice over (prefix cache for a follow-up).
+    assert 2 * 1048576 <= long_.max_tokens <= 2.5 * 1048576
+    assert long_.fits and not long_.tight and not long_.problems
+    # The short pool holds a whole native-window request on its 0.40 share.
+    assert short.fits and short.max_tokens >= 262144
+    # The shares of one GPU sum to at most 1 with one short replica per GPU,
+    # and the long pool's share keeps two of its ranks off one GPU.
+    long_pool, short_pool = cluster.pool("il25-long"), cluster.pool("il25-short")
+    long_share, short_share = long_pool.worker_resources["GPU"], short_pool.worker_resources["GPU"]
+    assert long_share > 0.5 and long_share + short_share <= 1
+    assert 2 * short_share + long_share > 1
+    assert short_pool.replicas.max <= 4
+    assert cluster.engine_env["NCCL_NVLS_ENABLE"] == "0"
+    assert cluster.engine_env["VLLM_USE_FLASHINFER_SAMPLER"] == "0"
+    assert all(p.accelerator_type is None for p in cluster.pools) and cluster.gpu_memory_gib == 140.4
+    assert main(["plan", "h200x4-1m"]) == 0
+    out = capsys.readouterr().out
+    assert "2.33M" in out and "4 x gpu per pod" in out
+
+
+def test_h200x4_long_pool_gets_the_model_max_length_override(profile_env):
+    from deployments.engines import _rope_engine_kwargs
+
+    cluster = load_config(profile_path("h200x4-1m"))
+    kwargs = _rope_engine_kwargs(cluster, cluster.pool("il25-long"))
+    # Past vLLM's derived 655,360 (native x factor): model_max_length lets it start.
+    assert kwargs["hf_overrides"] == {"dynamic_ntk_seq_len": 1048576, "model_max_length": 1048576}
+    assert _rope_engine_kwargs(cluster, cluster.pool("il25-short")) == {}
+
+
+@pytest.mark.parametrize("share", [0.5, 0.3])
+def test_tp_group_on_half_gpus_or_less_is_refused(share):
+    raw = gpu_profile(engine={"tensor_parallel_size": 4, "max_model_len": 262144,
+                              "gpu_memory_utilization": share},
+                      worker_resources={"GPU": share})
+    plan = plan_of(raw)
+    assert not plan.fits
+    assert any("two ranks of the group can land on the same GPU" in p for p in plan.problems)
+    # A whole-GPU or TP=1 share is fine.
+    raw["pools"][0]["worker_resources"] = {"GPU": 1.0}
+    assert plan_of(raw).fits
+    raw["pools"][0]["worker_resources"] = {"GPU": share}
+    raw["pools"][0]["engine"]["tensor_parallel_size"] = 1
+    raw["pools"][0]["engine"]["max_model_len"] = 65536
+    raw["pools"][0]["band"] = [0, 65536]
+    assert not any("same GPU" in p for p in plan_of(raw).problems)
