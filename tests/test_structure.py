@@ -153,3 +153,9 @@ def test_make_help_lists_every_target():
                             text=True, check=True).stdout
     helped = {line.split()[1] for line in listed.splitlines() if line.startswith("make ")}
     assert set(phony) - {"help"} <= helped
+
+
+def test_no_merge_conflict_markers_are_committed():
+    marker = "^(<<<<<<< |>>>>>>> |=======$)"
+    found = subprocess.run(["git", "grep", "-nE", marker], cwd=REPO, capture_output=True, text=True).stdout
+    assert found == "", f"unresolved merge conflict:\n{found}"
