@@ -5,10 +5,14 @@ cluster they started the same way:
 
 1. ``serve.shutdown()``, bounded (Serve waits for replicas to drain);
 2. ``ray.shutdown()``, which stops the local Ray this process started;
-3. a sweep of the processes this process started: its descendants, noted
-   before step 1 (a process orphaned by its parent's death is no longer a
-   descendant afterwards), plus ``VLLM::`` / ``ray::`` processes of this
-   process's session created since it started (orphaned earlier in the run).
+3. a sweep of the Ray and vLLM processes this process started: its
+   descendants that are Ray's (its binaries, ``ray::`` workers, anything run
+   from the ``ray`` package) or vLLM's (``VLLM::``), noted before step 1 (a
+   process orphaned by its parent's death is no longer a descendant
+   afterwards), plus ``VLLM::`` / ``ray::`` processes of this process's
+   session created since it started (orphaned earlier in the run). Other
+   children (a test's Redis server, multiprocessing helpers) are not the
+   cluster's and are left alone.
    What is still alive after a grace period is terminated, then killed, each
    with a logged warning: seen in practice, a ``VLLM::Worker`` outliving its
    engine for minutes after client disconnects.
@@ -48,11 +52,26 @@ def _is_engine(proc: psutil.Process) -> bool:
     return text.startswith(ENGINE_PREFIXES)
 
 
+RAY_BINARIES = ("raylet", "gcs_server")
+
+
+def _is_ray(proc: psutil.Process) -> bool:
+    """A process Ray started: its binaries, a ray:: worker, or a script of the ray package."""
+    try:
+        cmdline = proc.cmdline()
+        name = proc.name()
+    except psutil.Error:
+        return False
+    text = " ".join(cmdline) or name
+    return (text.startswith(ENGINE_PREFIXES) or name in RAY_BINARIES
+            or any(f"{os.sep}ray{os.sep}" in part for part in cmdline))
+
+
 def started_processes() -> set[psutil.Process]:
-    """Processes this one started: descendants, and engine processes of its
-    session created since it started."""
+    """Ray and vLLM processes this one started: Ray's descendants, and engine
+    processes of its session created since it started."""
     me = psutil.Process()
-    found = set(me.children(recursive=True))
+    found = {proc for proc in me.children(recursive=True) if _is_ray(proc)}
     try:
         session = os.getsid(0)
     except OSError:

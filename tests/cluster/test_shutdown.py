@@ -10,7 +10,9 @@ import psutil
 
 from cluster import shutdown
 
-STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(120)"
+# Named as vLLM names its processes (setproctitle, a Ray dependency), so the sweep counts them as the cluster's.
+ENGINE_TITLE = "import setproctitle; setproctitle.setproctitle('VLLM::Worker_TP0'); "
+STUBBORN = ENGINE_TITLE + "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(120)"
 
 
 def _spawn(code: str) -> subprocess.Popen:
@@ -31,16 +33,21 @@ def test_a_process_that_ignores_sigterm_is_killed_and_reported(monkeypatch):
 
 def test_a_process_that_ends_within_the_grace_is_not_killed(monkeypatch):
     monkeypatch.setattr(shutdown, "GRACE_S", 5.0)
-    polite = _spawn("import time; print('up', flush=True); time.sleep(1)")
+    polite = _spawn(ENGINE_TITLE + "import time; print('up', flush=True); time.sleep(1)")
     killed = shutdown.stop_cluster(timeout_s=10)
     assert killed == []
     assert polite.wait(timeout=5) == 0
 
 
-def test_started_processes_include_descendants():
-    child = _spawn("import time; print('up', flush=True); time.sleep(30)")
+def test_started_processes_include_engine_descendants_only():
+    engine = _spawn(ENGINE_TITLE + "import time; print('up', flush=True); time.sleep(30)")
+    # Not the cluster's: e.g. a Redis server a test started.
+    other = _spawn("import time; print('up', flush=True); time.sleep(30)")
     try:
-        assert psutil.Process(child.pid) in shutdown.started_processes()
+        started = shutdown.started_processes()
+        assert psutil.Process(engine.pid) in started
+        assert psutil.Process(other.pid) not in started
     finally:
-        child.kill()
-        child.wait()
+        for proc in (engine, other):
+            proc.kill()
+            proc.wait()

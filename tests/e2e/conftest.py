@@ -16,7 +16,7 @@ from cluster.config import ClusterConfig, load_config, profile_path
 
 
 MAX_DOCUMENT_BYTES = 2_000_000
-LONG_POOL_HEARTBEAT_S = 0.3
+LONG_POOL_HEARTBEAT_S = 0.1
 
 
 def pytest_collection_modifyitems(config, items):
