@@ -33,7 +33,7 @@ logger = logging.getLogger("longctx.shutdown")
 
 ENGINE_PREFIXES = ("VLLM::", "ray::")
 SERVE_SHUTDOWN_S = 15.0
-GRACE_S = 5.0
+GRACE_S = 10.0  # Ray's idle workers notice their raylet's exit within seconds
 KILL_WAIT_S = 3.0
 
 
@@ -90,11 +90,11 @@ def _bounded(fn, seconds: float, what: str) -> None:
     thread = threading.Thread(target=fn, name=what, daemon=True)
     thread.start()
     thread.join(seconds)
-    if thread.is_alive():
+    if thread.isalive():
         logger.warning("%s did not return within %.0f s; stopping processes directly", what, seconds)
 
 
-def _alive(procs: set[psutil.Process]) -> set[psutil.Process]:
+def alive(procs: set[psutil.Process]) -> set[psutil.Process]:
     alive = set()
     for proc in procs:
         try:
@@ -119,10 +119,10 @@ def stop_cluster(*, stop_serve: bool = True, timeout_s: float = 30.0) -> list[st
         ray.shutdown()
     candidates = before | started_processes()
     grace_end = min(time.monotonic() + GRACE_S, deadline - KILL_WAIT_S - 1)
-    leftovers = _alive(candidates)
+    leftovers = alive(candidates)
     while leftovers and time.monotonic() < grace_end:
         _, still = psutil.wait_procs(list(leftovers), timeout=0.5)
-        leftovers = _alive(set(still))
+        leftovers = alive(set(still))
     killed = []
     for proc in leftovers:
         killed.append(_describe(proc))
