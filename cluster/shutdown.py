@@ -90,19 +90,19 @@ def _bounded(fn, seconds: float, what: str) -> None:
     thread = threading.Thread(target=fn, name=what, daemon=True)
     thread.start()
     thread.join(seconds)
-    if thread.isalive():
+    if thread.is_alive():
         logger.warning("%s did not return within %.0f s; stopping processes directly", what, seconds)
 
 
 def alive(procs: set[psutil.Process]) -> set[psutil.Process]:
-    alive = set()
+    living = set()
     for proc in procs:
         try:
             if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.add(proc)
+                living.add(proc)
         except psutil.Error:
             continue
-    return alive
+    return living
 
 
 def stop_cluster(*, stop_serve: bool = True, timeout_s: float = 30.0) -> list[str]:
