@@ -46,18 +46,18 @@ def test_no_replica_restart_during_long_prefills(cluster, http):
     before = _replica_actors(deployment)
     assert len(before) == pool.replicas.min
 
-    # The pool's whole admission limit of ~10k-token prefills: two at a time
-    # in the engine, two waiting behind them.
+    # The pool's whole admission limit of ~10k-token prefills (two at a time
+    # in the engine, two waiting behind them), twice over.
     results: list[int] = []
 
-    def prefill(seed: int) -> None:
-        body = {"model": IL25, "prompt": random_prompt(10000, seed=seed), "max_tokens": 1, "temperature": 0}
+    def prefill(client_index: int) -> None:
         with httpx.Client(base_url=cluster.base_url, timeout=600) as client:
-            response = client.post("/v1/completions", json=body)
-            results.append(response.status_code)
+            for seed in (1700 + client_index, 1750 + client_index):
+                body = {"model": IL25, "prompt": random_prompt(10000, seed=seed), "max_tokens": 1, "temperature": 0}
+                results.append(client.post("/v1/completions", json=body).status_code)
 
     started = time.monotonic()
-    threads = [threading.Thread(target=prefill, args=(1700 + i,)) for i in range(pool.max_in_flight)]
+    threads = [threading.Thread(target=prefill, args=(i,)) for i in range(pool.max_in_flight)]
     for thread in threads:
         thread.start()
     healthy_seen = []
@@ -68,8 +68,10 @@ def test_no_replica_restart_during_long_prefills(cluster, http):
         thread.join()
     busy_s = time.monotonic() - started
 
-    assert results == [200] * pool.max_in_flight
+    assert results == [200] * 2 * pool.max_in_flight
     assert busy_s >= 5 * period, f"prefills of {busy_s:.1f} s span too few health checks"
+    print(f"{len(results)} prefills of 10,000 tokens kept {LONG} busy for {busy_s:.1f} s "
+          f"({busy_s / period:.0f} health-check periods); healthy replicas seen: {sorted(set(healthy_seen))}")
     assert healthy_seen and min(healthy_seen) == pool.replicas.min, healthy_seen
     wait_until(lambda: engine_requests_in_progress(cluster.metrics_url) == 0, 120, "the engines to fall idle")
     assert _replica_actors(deployment) == before, "a replica was restarted during the prefills"
