@@ -14,6 +14,12 @@ answered the document's first question, and questions per second.
     .venv/bin/python benchmarks/doc_qa.py --documents 6 --questions 5
 
 Writes benchmarks/results/doc_qa.json and doc_qa.png.
+
+With ``--warm`` it measures instead what a warm-up at upload buys: the first
+question's TTFT on documents uploaded cold and with ``"warm": true`` (asked
+once the warm-up is ready), against a follow-up's (doc_qa_warm.json):
+
+    .venv/bin/python benchmarks/doc_qa.py --warm --documents 6
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import statistics
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import httpx
 from tqdm import tqdm
@@ -82,7 +90,9 @@ def ask_streaming(client: httpx.Client, doc_id: str, question: str) -> dict:
     return {"ttft_s": ttft, "total_s": time.perf_counter() - started, "replica": replica}
 
 
-def run_router(router: str, args, texts: list[str]) -> dict:
+@contextmanager
+def running_cluster(router: str, args) -> Iterator[httpx.Client]:
+    """The profile's cluster with ``router`` on its pool, and a client of it; stopped on exit."""
     import ray
     from ray import serve
 
@@ -100,6 +110,15 @@ def run_router(router: str, args, texts: list[str]) -> dict:
     print(f"[doc_qa] {router}: up in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=1800)
     try:
+        yield client
+    finally:
+        client.close()
+        serve.shutdown()
+        ray.shutdown()
+
+
+def run_router(router: str, args, texts: list[str]) -> dict:
+    with running_cluster(router, args) as client:
         docs = []
         for text in tqdm(texts, desc=f"{router}: upload", file=sys.stderr):
             response = client.post("/v1/documents", json={"text": text, "model": MODEL})
@@ -121,10 +140,6 @@ def run_router(router: str, args, texts: list[str]) -> dict:
                     bar.update(1)
         wall = time.perf_counter() - started
         bar.close()
-    finally:
-        client.close()
-        serve.shutdown()
-        ray.shutdown()
     cold = [results[(d, 0)]["ttft_s"] for d in range(len(docs))]
     warm = [results[(d, q)]["ttft_s"] for d in range(len(docs)) for q in range(1, args.questions)]
     follow_ups = [(d, q) for d in range(len(docs)) for q in range(1, args.questions)]
@@ -141,6 +156,55 @@ def run_router(router: str, args, texts: list[str]) -> dict:
         "follow_ups_on_holding_replica": on_holder / len(follow_ups),
         "questions_per_s": len(schedule) / wall,
         "replicas_used": sorted({r["replica"] for r in results.values()}),
+    }
+
+
+def wait_warm(client: httpx.Client, doc_id: str, timeout_s: float = 1800) -> dict:
+    """The document's warm state once its warm-up has ended (polled)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        warm = client.get(f"/v1/documents/{doc_id}").json()["warm"]
+        if warm["status"] in ("ready", "failed"):
+            return warm
+        time.sleep(0.2)
+    raise RuntimeError(f"warm-up of {doc_id} did not end within {timeout_s} s")
+
+
+def run_warm(args, texts: list[str]) -> dict:
+    """First-question TTFT with and without a warm-up, against a follow-up's.
+
+    One document at a time on the affinity router: even-numbered documents
+    are uploaded cold, odd ones with ``"warm": true`` and asked once the
+    warm-up is ready; each gets a first question and a follow-up.
+    """
+    rows = []
+    with running_cluster("affinity", args) as client:
+        for i, text in enumerate(tqdm(texts, desc="warm: documents", file=sys.stderr)):
+            warm = i % 2 == 1
+            response = client.post("/v1/documents", json={"text": text, "model": MODEL, "warm": warm})
+            response.raise_for_status()
+            doc = response.json()
+            state = wait_warm(client, doc["id"]) if warm else None
+            if state is not None and state["status"] != "ready":
+                raise RuntimeError(f"warm-up failed: {state}")
+            first = ask_streaming(client, doc["id"], QUESTIONS[0])
+            follow = ask_streaming(client, doc["id"], QUESTIONS[1])
+            rows.append({"warm": warm, "tokens": doc["tokens"][MODEL], "first_ttft_s": first["ttft_s"],
+                         "follow_up_ttft_s": follow["ttft_s"],
+                         "same_replica": first["replica"] == follow["replica"] == (state or first)["replica"]})
+    cold_first = statistics.median(r["first_ttft_s"] for r in rows if not r["warm"])
+    warm_first = statistics.median(r["first_ttft_s"] for r in rows if r["warm"])
+    follow_up = statistics.median(r["follow_up_ttft_s"] for r in rows)
+    return {
+        "documents": len(rows),
+        "document_tokens": [r["tokens"] for r in rows],
+        "cold_first_ttft_s_median": cold_first,
+        "warmed_first_ttft_s_median": warm_first,
+        "follow_up_ttft_s_median": follow_up,
+        "warmed_first_over_follow_up": warm_first / follow_up,
+        "cold_first_over_follow_up": cold_first / follow_up,
+        "all_on_holding_replica": all(r["same_replica"] for r in rows),
+        "per_document": rows,
     }
 
 
@@ -195,6 +259,9 @@ def main() -> int:
     parser.add_argument("--routers", default=",".join(ROUTERS))
     parser.add_argument("--data-dir", default=str(REPO / "build" / "data" / "bench"))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "doc_qa.json"))
+    parser.add_argument("--warm", action="store_true",
+                        help="measure first-question TTFT with and without a warm-up at upload "
+                             "(affinity router; writes doc_qa_warm.json)")
     args = parser.parse_args()
 
     from cluster.demo import build_all
@@ -208,6 +275,19 @@ def main() -> int:
         # Written after each router, so a long run keeps what it measured.
         out.write_text(json.dumps({"profile": str(PROFILE.relative_to(REPO)), "results": rows}, indent=2))
 
+    if args.warm:
+        from cluster.config import load_config
+        from deployments.tokens import PromptTokenizer
+
+        tokenizer = PromptTokenizer(MODEL, load_config(PROFILE).models[MODEL])
+        result = run_warm(args, [document_text(i, args.document_tokens, tokenizer) for i in range(args.documents)])
+        warm_out = out.with_name("doc_qa_warm.json")
+        warm_out.write_text(json.dumps({"profile": str(PROFILE.relative_to(REPO)), "results": result}, indent=2))
+        print(f"first question: cold {result['cold_first_ttft_s_median']:.2f} s, after a warm-up "
+              f"{result['warmed_first_ttft_s_median']:.3f} s; follow-up {result['follow_up_ttft_s_median']:.3f} s "
+              f"(warmed first / follow-up = {result['warmed_first_over_follow_up']:.2f}x)")
+        print(f"wrote {warm_out}")
+        return 0
     rows = run(args, args.routers.split(","), on_result=lambda _: None, on_rows=write)
     plot(rows, out.with_suffix(".png"))
     for row in rows:

@@ -2,8 +2,9 @@
 
   api.py        the HTTP endpoints and the question path (through the ingress's request path)
   layout.py     the prompt layout [system][document][question] and its token ids
+  warm.py       Warmer: prefill a document's prefix ahead of its first question (warm states)
   store.py      DocumentStore: the interface every backend implements
-  records.py    Document, DocumentMeta, Page, cursors
+  records.py    Document, DocumentMeta, WarmState, Page, cursors
   errors.py     the store's refusals, each with its HTTP status
   backends/     open_store(DocumentStoreConfig) and the SQLite / Redis backends
 

@@ -5,11 +5,14 @@
     GET    /v1/documents/{id}
     DELETE /v1/documents/{id}
     POST   /v1/documents/{id}/ask    {question | questions, model?, max_tokens, temperature, stream}
+    POST   /v1/documents/{id}/warm   {model?}  (202: prefill the prefix now; also ``"warm": true`` on upload)
 
 An upload is tokenized once per model into the prefix [system][document];
 the ids are stored with it, so a question costs only its own tokens, and the
 question travels the same path as chat (pool choice, admission, engine) with
 the document's affinity key, so it lands on the replica holding the prefix.
+A warm-up (deployments.documents.warm) fills that replica's cache before the
+first question.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from cluster.config.documents import DocumentsConfig, StoreLimits
 from deployments.documents.errors import DocumentStoreError, DocumentTooLarge
 from deployments.documents.records import Document, DocumentMeta
 from deployments.documents.store import DocumentStore
+from deployments.documents.warm import Warmer, WarmBody
 from deployments.errors import APIError
 from deployments.ingress.request_path import RequestPath, ServerTimings
 from deployments.routing.bands import NoPoolFits
@@ -40,6 +44,8 @@ class UploadBody(BaseModel):
     text: str = Field(description="The document (UTF-8).")
     model: str | None = Field(default=None, description="Count for this model only (default: all).")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Client JSON object, stored as-is.")
+    warm: bool = Field(default=False, description="Prefill the document's prefix on the replica its questions "
+                       "will reach, in the background (as POST /v1/documents/{id}/warm).")
 
 
 class AskBody(BaseModel):
@@ -107,6 +113,7 @@ class DocumentService:
         self._layout = DocumentLayout(config.system_prompt)
         self._max_questions = config.max_questions
         self._layout_keys = {name: self._layout.key(tok) for name, tok in path.tokenizers.items()}
+        self._warmer = Warmer(path, store)
 
     def count(self) -> int:
         return self._store.count()
@@ -115,7 +122,7 @@ class DocumentService:
 
     async def upload(self, request: Request) -> Response:
         owner = request.state.principal
-        text, model, metadata = await self._read_upload(request)
+        text, model, metadata, warm = await self._read_upload(request)
         if model is not None:
             self._path.tokenizer_for(model, request.state)
         models = [model] if model is not None else list(self._path.tokenizers)
@@ -148,9 +155,16 @@ class DocumentService:
             await asyncio.to_thread(self._store.put, doc, token_ids=blobs)
         except DocumentStoreError as exc:
             raise _store_error(exc) from None
+        state = None
+        if warm:
+            # The model questions default to: the upload's, else the first that fits.
+            name = next(iter(tokens))
+            decision = self._warmer.decision(name, tokens[name], self._question_budget(name))
+            state = await self._warmer.start(doc.meta(), owner, name, ids_by_model[name], decision)
         return JSONResponse(
             {"id": doc.id, "object": "document", "tokens": tokens, "pool": pools,
-             "created": doc.created, "bytes": doc.bytes},
+             "created": doc.created, "bytes": doc.bytes,
+             "warm": None if state is None else state.model_dump(mode="json")},
             status_code=201,
         )
 
@@ -158,7 +172,7 @@ class DocumentService:
         """Room a document must leave for a question and its answer."""
         return self._path.cluster.models[model].default_max_tokens + 64
 
-    async def _read_upload(self, request: Request) -> tuple[str | bytes, str | None, dict]:
+    async def _read_upload(self, request: Request) -> tuple[str | bytes, str | None, dict, bool]:
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
             form = await request.form()
@@ -174,13 +188,16 @@ class DocumentService:
             if not isinstance(parsed, dict):
                 raise APIError(422, "metadata must be a JSON object", param="metadata")
             model = form.get("model")
-            return raw, model if isinstance(model, str) and model else None, parsed
+            warm = form.get("warm") or "false"
+            if warm not in ("true", "false"):
+                raise APIError(422, "warm must be true or false", code="invalid_request", param="warm")
+            return raw, model if isinstance(model, str) and model else None, parsed, warm == "true"
         try:
             body = UploadBody.model_validate_json(await request.body())
         except ValidationError as exc:
             details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
             raise APIError(422, f"invalid document upload: {details}", code="invalid_request") from None
-        return body.text, body.model, body.metadata
+        return body.text, body.model, body.metadata, body.warm
 
     # --- read / delete -------------------------------------------------------
 
@@ -205,6 +222,18 @@ class DocumentService:
         if not await asyncio.to_thread(self._store.delete, doc_id, request.state.principal):
             raise APIError(404, f"document {doc_id} does not exist", code="document_not_found", param="id")
         return {"id": doc_id, "object": "document", "deleted": True}
+
+    # --- warm --------------------------------------------------------------
+
+    async def warm(self, request: Request, doc_id: str, body: WarmBody) -> Response:
+        meta = await self._meta(request, doc_id)
+        model = body.model or next(iter(meta.tokens), None) or next(iter(self._path.tokenizers))
+        self._path.tokenizer_for(model, request.state)
+        prefix = await self._prefix_ids(request, meta, model)
+        decision = self._warmer.decision(model, len(prefix), self._question_budget(model))
+        state = await self._warmer.start(meta, request.state.principal, model, prefix, decision)
+        return JSONResponse({"id": doc_id, "object": "document.warm", **state.model_dump(mode="json")},
+                            status_code=202)
 
     # --- ask ---------------------------------------------------------------
 
@@ -271,5 +300,9 @@ def document_routes(service: DocumentService) -> APIRouter:
     @router.post("/v1/documents/{doc_id}/ask")
     async def ask(request: Request, doc_id: str, body: AskBody):
         return await service.ask(request, doc_id, body)
+
+    @router.post("/v1/documents/{doc_id}/warm", status_code=202)
+    async def warm(request: Request, doc_id: str, body: WarmBody | None = None):
+        return await service.warm(request, doc_id, body or WarmBody())
 
     return router

@@ -13,7 +13,7 @@ import hashlib
 import re
 import secrets
 import time
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Literal, Mapping, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, NonNegativeInt
 
@@ -24,6 +24,28 @@ MAX_PAGE_SIZE = 1000
 _MAX_CREATED = 10**12  # keeps the fixed-width cursor/index encoding ordered
 _CURSOR = re.compile(r"^(\d{1,12})\.(doc-[0-9a-f]{24})$")
 _UTF8_BOM = b"\xef\xbb\xbf"
+
+
+WarmStatus = Literal["pending", "warming", "ready", "failed"]
+
+
+class WarmState(BaseModel):
+    """Where a document's prefix was (or is being) prefilled ahead of its first question."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: WarmStatus = Field(
+        description="pending: accepted, not yet on an engine; warming: an engine replica is prefilling "
+        "it; ready: prefilled there (its KV is in that replica's prefix cache until evicted); "
+        "failed: see error."
+    )
+    model: str = Field(min_length=1, max_length=512, description="The model whose prefix is warmed.")
+    pool: str = Field(min_length=1, max_length=512, description="The pool chosen for the document's questions.")
+    replica: str | None = Field(
+        default=None, max_length=512, description="The engine replica holding the prefix; None until one takes it."
+    )
+    error: str | None = Field(default=None, max_length=2000, description="Why warming failed (status failed).")
+    updated: int = Field(ge=0, lt=_MAX_CREATED, description="Unix seconds of the last change.")
 
 
 class DocumentMeta(BaseModel):
@@ -51,6 +73,9 @@ class DocumentMeta(BaseModel):
         pattern=r"^[0-9a-f]{64}$",
         description="sha256 hex of the text: identical texts share it, so the "
         "router can send them to the replica that holds their KV prefix.",
+    )
+    warm: WarmState | None = Field(
+        default=None, description="The last warm-up of the document's prefix; None if never warmed."
     )
 
     @property

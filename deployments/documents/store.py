@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Mapping, Protocol, runtime_checkable
 
 from cluster.config.documents import StoreLimits
-from deployments.documents.records import ANY_OWNER, AnyOwner, Document, DocumentMeta, Page
+from deployments.documents.records import ANY_OWNER, AnyOwner, Document, DocumentMeta, Page, WarmState
 
 
 @runtime_checkable
@@ -52,6 +52,12 @@ class DocumentStore(Protocol):
                       pools: Mapping[str, str] | None = None) -> DocumentMeta | None:
         """Merge per-model token counts / pools into a stored document (a
         question for a model the upload did not count); None if not found."""
+        ...
+
+    def set_warm(self, id: str, owner: str | None, warm: WarmState) -> bool:
+        """Record (replacing any) the warm state of ``owner``'s document,
+        atomically. False, storing nothing, if the document is absent or not
+        ``owner``'s. Deleting the document deletes it too."""
         ...
 
     def put_token_ids(self, id: str, owner: str | None, layout: str, ids: bytes) -> bool:

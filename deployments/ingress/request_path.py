@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ray.serve import context as serve_context
 from starlette.responses import Response
@@ -144,6 +144,22 @@ class RequestPath:
             request.request_id = f"{base_id}-{index}"
         return await self._answer(decisions, requests, timings, chat=True, document_key=document_key)
 
+    async def prefill(self, decision: RouteDecision, request, *, document_key: str | None,
+                      on_replica: Callable[[str], None] | None = None) -> str:
+        """Run a non-streaming request to its end only to fill an engine's
+        prefix cache (a document's warm-up), as any request: admission,
+        affinity key, the pool's replica router. Returns the replica that ran
+        it; ``on_replica`` hears it as soon as the replica takes the request.
+
+        Runs as its own Serve request: the HTTP request that started it may
+        be answered (or gone) long before.
+        """
+        _isolate_serve_request("prefill")
+        call = await self._start(decision, request, ServerTimings(), document_key=document_key,
+                                 on_replica=on_replica)
+        call.ticket.release()
+        return call.replica
+
     async def _answer(self, decisions: list[RouteDecision], requests: list, timings: ServerTimings, *,
                       chat: bool, document_key: str | None) -> Response:
         """Start the engine calls; answer as usual if they produce their first
@@ -202,12 +218,14 @@ class RequestPath:
             raise APIError(503, str(exc), code="pool_unavailable",
                            headers={"retry-after": str(int(HEALTH_POLL_S * 5))}) from None
 
-    def _timeout(self, pool: str) -> float:
+    def timeout_s(self, pool: str) -> float:
+        """The pool's request timeout (its own, else the ingress default)."""
         return self.cluster.pool(pool).request_timeout_s or self.cluster.ingress.request_timeout_s
 
     async def _start(self, decision: RouteDecision, request, timings: ServerTimings, *,
                      document_key: str | None = None, sub_request: int | None = None,
-                     replicas: dict[int, str] | None = None) -> EngineCall:
+                     replicas: dict[int, str] | None = None,
+                     on_replica: Callable[[str], None] | None = None) -> EngineCall:
         """Admission, affinity, and the engine call up to its first item.
 
         The engine's own refusals (vLLM validation) become client errors here.
@@ -226,12 +244,12 @@ class RequestPath:
         if key:
             handle = handle.options(session_id=key)
         stream = handle.completions.remote(request, None)
-        timeout = self._timeout(pool)
+        timeout = self.timeout_s(pool)
+        if replicas is not None:
+            on_replica = lambda name: replicas.__setitem__(sub_request or 0, name)  # noqa: E731
         try:
             async with asyncio.timeout(timeout):
-                replica, first = await read_replica_tag(
-                    stream, on_tag=None if replicas is None else
-                    lambda name: replicas.__setitem__(sub_request or 0, name))
+                replica, first = await read_replica_tag(stream, on_tag=on_replica)
         except TimeoutError:
             stream.cancel()
             ticket.release()
@@ -268,7 +286,7 @@ def _ray_llm_types() -> tuple[type, type]:
     return CompletionRequest, ErrorResponse
 
 
-def _isolate_serve_request(index: int) -> None:
+def _isolate_serve_request(index: int | str) -> None:
     """Give one of several engine calls of a single HTTP request its own
     Serve routing id.
 

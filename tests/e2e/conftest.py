@@ -19,6 +19,7 @@ from cluster.config import ClusterConfig, load_config, profile_path
 
 MAX_DOCUMENT_BYTES = 2_000_000
 LONG_POOL_HEARTBEAT_S = 0.1
+LONG_POOL_CHUNK = 2048
 
 
 def pytest_collection_modifyitems(config, items):
@@ -63,6 +64,14 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
         # tests see today's behaviour, except a short heartbeat on il25-long.
         "ingress.stream_heartbeat_s=0",
         f"pools.il25-long.stream_heartbeat_s={LONG_POOL_HEARTBEAT_S}",
+        # Prefill chunks of 2048 rather than the profile's 4096, so a ~9k-token
+        # prompt spans five chunks and a hang-up after the first one shows
+        # clearly how little of it the engine computes
+        # (tests/e2e/test_cancel_prefill.py).
+        f"pools.il25-long.engine.max_num_batched_tokens={LONG_POOL_CHUNK}",
+        # Health checks of il25-long every second (the planner's timeout kept),
+        # so many fall inside its prefills (tests/e2e/test_health_prefill.py).
+        "pools.il25-long.health_check_period_s=1",
     ]
     profile = str(profile_path("cpu-demo"))
     config = load_config(profile, overrides)

@@ -8,7 +8,9 @@ from typing import Any, Mapping, NamedTuple
 
 from cluster.config.documents import StoreLimits
 from deployments.documents.errors import DocumentTooLarge, InvalidDocument, NotUTF8, StoreFull
-from deployments.documents.records import DOCUMENT_ID, MAX_PAGE_SIZE, Document, DocumentMeta, encode_text
+from deployments.documents.records import (
+    DOCUMENT_ID, MAX_PAGE_SIZE, Document, DocumentMeta, WarmState, encode_text,
+)
 
 MAX_LAYOUT_CHARS = 512
 
@@ -33,6 +35,7 @@ class Prepared(NamedTuple):
     metadata_json: str
     tokens_json: str
     pools_json: str
+    warm_json: str | None
 
 
 def prepare(doc: Document, limits: StoreLimits) -> Prepared:
@@ -64,7 +67,18 @@ def prepare(doc: Document, limits: StoreLimits) -> Prepared:
         raise DocumentTooLarge(
             "max_metadata_bytes", limits.max_metadata_bytes, metadata_size, "metadata is too large"
         )
-    return Prepared(doc, metadata_json, dumps(doc.tokens), dumps(doc.pools))
+    return Prepared(doc, metadata_json, dumps(doc.tokens), dumps(doc.pools), warm_json(doc.warm))
+
+
+def warm_json(warm: WarmState | None) -> str | None:
+    return None if warm is None else dumps(warm.model_dump(mode="json"))
+
+
+def check_warm(warm: WarmState) -> str:
+    """A warm state as stored; a non-WarmState is a caller bug (TypeError)."""
+    if not isinstance(warm, WarmState):
+        raise TypeError(f"expected a WarmState, got {type(warm).__name__}")
+    return dumps(WarmState.model_validate(warm.model_dump()).model_dump(mode="json"))
 
 
 def check_layout(layout: str) -> None:

@@ -3,7 +3,8 @@
 Key layout (``p`` is the configured prefix)::
 
     {p}meta:{id}     hash: id, owner (absent for None), created, bytes,
-                     metadata (JSON), affinity_key, tok:{model}, pool:{model}
+                     metadata (JSON), affinity_key, tok:{model}, pool:{model},
+                     warm (JSON, absent if never warmed)
     {p}text:{id}     string: the text, apart so listings never load it
     {p}ids:{id}      hash: layout -> token ids (binary), absent if none
     {p}owner:-       sorted set of the anonymous owner's documents
@@ -29,12 +30,12 @@ import redis
 
 from cluster.config.documents import StoreLimits
 from deployments.documents.backends.common import (
-    check_layout, check_page_size, check_store_capacity, check_token_ids, merge_counts, prepare,
+    check_layout, check_page_size, check_store_capacity, check_token_ids, check_warm, merge_counts, prepare,
     prepare_token_ids,
 )
 from deployments.documents.errors import DocumentStoreError, DuplicateDocument, StoreFull, StoreUnavailable
 from deployments.documents.records import (
-    ANY_OWNER, DOCUMENT_ID, AnyOwner, Document, DocumentMeta, Page, decode_cursor, encode_cursor,
+    ANY_OWNER, DOCUMENT_ID, AnyOwner, Document, DocumentMeta, Page, WarmState, decode_cursor, encode_cursor,
 )
 
 # Redis does not roll back a script that fails half-way, so every command
@@ -133,6 +134,7 @@ def _count_fields(tokens: Mapping[str, int], pools: Mapping[str, str]) -> list[s
 
 
 def _parse_meta(h: Mapping[str, str]) -> DocumentMeta:
+    warm = h.get("warm")
     tokens = {k[4:]: int(v) for k, v in h.items() if k.startswith("tok:")}
     pools = {k[5:]: v for k, v in h.items() if k.startswith("pool:")}
     return DocumentMeta.model_validate(
@@ -145,6 +147,7 @@ def _parse_meta(h: Mapping[str, str]) -> DocumentMeta:
             "tokens": tokens,
             "pools": pools,
             "affinity_key": h["affinity_key"],
+            "warm": None if warm is None else json.loads(warm),
         }
     )
 
@@ -238,6 +241,8 @@ class RedisDocumentStore:
         if doc.owner is not None:
             fields += ["owner", doc.owner]
         fields += _count_fields(doc.tokens, doc.pools)
+        if p.warm_json is not None:
+            fields += ["warm", p.warm_json]
         args: list[Any] = [
             *_owner_args(doc.owner),
             doc.affinity_key,
@@ -323,6 +328,14 @@ class RedisDocumentStore:
         if not flat:
             return None
         return _parse_meta(dict(zip(flat[::2], flat[1::2])))
+
+    def set_warm(self, id: str, owner: str | None, warm: WarmState) -> bool:
+        state = check_warm(warm)
+        if not isinstance(id, str) or not DOCUMENT_ID.match(id):
+            return False
+        with self._errors():
+            # The update script checks the owner and writes in one step.
+            return bool(self._update(keys=[self._meta_key(id)], args=[*_owner_args(owner), "warm", state]))
 
     def delete(self, id: str, owner: str | None) -> bool:
         if not isinstance(id, str) or not DOCUMENT_ID.match(id):

@@ -17,15 +17,17 @@ from typing import Any, Iterator, Mapping
 
 from cluster.config.documents import StoreLimits
 from deployments.documents.backends.common import (
-    Prepared, check_layout, check_page_size, check_store_capacity, check_token_ids, dumps, merge_counts,
-    prepare, prepare_token_ids,
+    Prepared, check_layout, check_page_size, check_store_capacity, check_token_ids, check_warm, dumps,
+    merge_counts, prepare, prepare_token_ids,
 )
 from deployments.documents.errors import DuplicateDocument, StoreUnavailable
-from deployments.documents.records import ANY_OWNER, DOCUMENT_ID, AnyOwner, Document, DocumentMeta, Page, decode_cursor
+from deployments.documents.records import (
+    ANY_OWNER, DOCUMENT_ID, AnyOwner, Document, DocumentMeta, Page, WarmState, decode_cursor,
+)
 
 DB_FILE = "documents.sqlite3"
-# 1: documents, texts. 2: token_ids.
-SCHEMA_VERSION = 2
+# 1: documents, texts. 2: token_ids. 3: warm.
+SCHEMA_VERSION = 3
 
 # Every statement is idempotent, so one script both creates a new database and
 # migrates any older version: a version only ever adds tables.
@@ -54,12 +56,21 @@ CREATE TABLE IF NOT EXISTS token_ids (
     ids    BLOB NOT NULL,
     PRIMARY KEY (id, layout)
 )""",
+    """
+CREATE TABLE IF NOT EXISTS warm (
+    id    TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+)""",
 ]
 _META_COLUMNS = "id, owner, created, bytes, metadata, tokens, pools, affinity_key"
+# Reads of metadata: documents ``d`` with their warm state (``w``, if any).
+_META_FIELDS = "d.id, d.owner, d.created, d.bytes, d.metadata, d.tokens, d.pools, d.affinity_key, w.state"
+_META_FROM = "FROM documents d LEFT JOIN warm w ON w.id = d.id"
+_META_SELECT = f"SELECT {_META_FIELDS} {_META_FROM}"
 
 
 def _meta_fields(row: tuple) -> dict[str, Any]:
-    id, owner, created, size, metadata, tokens, pools, affinity_key = row
+    id, owner, created, size, metadata, tokens, pools, affinity_key, warm = row
     return {
         "id": id,
         "owner": owner,
@@ -69,6 +80,7 @@ def _meta_fields(row: tuple) -> dict[str, Any]:
         "tokens": json.loads(tokens),
         "pools": json.loads(pools),
         "affinity_key": affinity_key,
+        "warm": None if warm is None else json.loads(warm),
     }
 
 
@@ -181,6 +193,8 @@ class SQLiteDocumentStore:
             f"INSERT INTO documents ({_META_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (d.id, d.owner, d.created, d.bytes, p.metadata_json, p.tokens_json, p.pools_json, d.affinity_key),
         )
+        if p.warm_json is not None:
+            conn.execute("INSERT INTO warm (id, state) VALUES (?, ?)", (d.id, p.warm_json))
 
     def _insert_text(self, conn: sqlite3.Connection, p: Prepared) -> None:
         conn.execute("INSERT INTO texts (id, text) VALUES (?, ?)", (p.doc.id, p.doc.text))
@@ -223,6 +237,7 @@ class SQLiteDocumentStore:
             # if such orphans share this id (a re-put of a deleted document),
             # they must not come back attached to it.
             conn.execute("DELETE FROM token_ids WHERE id = ?", (doc.id,))
+            conn.execute("DELETE FROM warm WHERE id = ?", (doc.id,))
             self._insert_meta(conn, p)
             self._insert_text(conn, p)
             self._insert_token_ids(conn, doc.id, ids)
@@ -232,8 +247,7 @@ class SQLiteDocumentStore:
             return None
         with self._connection() as conn:
             row = conn.execute(
-                "SELECT d.id, d.owner, d.created, d.bytes, d.metadata, d.tokens, d.pools, "
-                "d.affinity_key, t.text FROM documents d JOIN texts t ON t.id = d.id "
+                f"SELECT {_META_FIELDS}, t.text {_META_FROM} JOIN texts t ON t.id = d.id "
                 "WHERE d.id = ? AND d.owner IS ?",
                 (id, owner),
             ).fetchone()
@@ -245,9 +259,7 @@ class SQLiteDocumentStore:
         if not isinstance(id, str) or not DOCUMENT_ID.match(id):
             return None
         with self._connection() as conn:
-            row = conn.execute(
-                f"SELECT {_META_COLUMNS} FROM documents WHERE id = ? AND owner IS ?", (id, owner)
-            ).fetchone()
+            row = conn.execute(f"{_META_SELECT} WHERE d.id = ? AND d.owner IS ?", (id, owner)).fetchone()
         return None if row is None else DocumentMeta.model_validate(_meta_fields(row))
 
     def list(self, owner: str | None, limit: int = 100, after: str | None = None) -> Page:
@@ -255,8 +267,8 @@ class SQLiteDocumentStore:
         created, last_id = decode_cursor(after) if after is not None else (-1, "")
         with self._connection() as conn:
             rows = conn.execute(
-                f"SELECT {_META_COLUMNS} FROM documents WHERE owner IS ? AND (created, id) > (?, ?) "
-                "ORDER BY created, id LIMIT ?",
+                f"{_META_SELECT} WHERE d.owner IS ? AND (d.created, d.id) > (?, ?) "
+                "ORDER BY d.created, d.id LIMIT ?",
                 (owner, created, last_id, limit + 1),
             ).fetchall()
         items = [DocumentMeta.model_validate(_meta_fields(r)) for r in rows[:limit]]
@@ -267,9 +279,7 @@ class SQLiteDocumentStore:
         if not isinstance(id, str) or not DOCUMENT_ID.match(id):
             return None
         with self._write() as conn:
-            row = conn.execute(
-                f"SELECT {_META_COLUMNS} FROM documents WHERE id = ? AND owner IS ?", (id, owner)
-            ).fetchone()
+            row = conn.execute(f"{_META_SELECT} WHERE d.id = ? AND d.owner IS ?", (id, owner)).fetchone()
             if row is None:
                 return None
             meta = DocumentMeta.model_validate(_meta_fields(row))
@@ -288,7 +298,19 @@ class SQLiteDocumentStore:
             if gone:
                 conn.execute("DELETE FROM texts WHERE id = ?", (id,))
                 conn.execute("DELETE FROM token_ids WHERE id = ?", (id,))
+                conn.execute("DELETE FROM warm WHERE id = ?", (id,))
         return bool(gone)
+
+    def set_warm(self, id: str, owner: str | None, warm: WarmState) -> bool:
+        state = check_warm(warm)
+        if not isinstance(id, str) or not DOCUMENT_ID.match(id):
+            return False
+        with self._write() as conn:
+            row = conn.execute("SELECT 1 FROM documents WHERE id = ? AND owner IS ?", (id, owner)).fetchone()
+            if row is None:
+                return False
+            conn.execute("INSERT OR REPLACE INTO warm (id, state) VALUES (?, ?)", (id, state))
+        return True
 
     def put_token_ids(self, id: str, owner: str | None, layout: str, ids: bytes) -> bool:
         data = check_token_ids(layout, ids, self._limits)
