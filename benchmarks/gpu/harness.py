@@ -163,3 +163,11 @@ def server_timing_ms(header: str | None) -> dict[str, float]:
     return out
 
 
+
+
+def run_stage(stages: dict, args, script: str, argv: list[str] | None, log_prefix: str = "") -> int:
+    """Run ``args.stage`` of a stage script; every stage but ``summary`` gets a StageLog."""
+    command = f"python {script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    log = None if args.stage == "summary" else StageLog(args.results, f"{log_prefix}{args.stage}", command)
+    stages[args.stage](args, log)
+    return 0

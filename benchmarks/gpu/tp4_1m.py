@@ -49,6 +49,7 @@ from benchmarks.gpu.harness import (  # noqa: E402
     StageLog,
     ensure_checkpoints,
     progress,
+    run_stage,
     random_ids,
     versions,
 )
@@ -347,10 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         from cluster.config import profile_path
 
         args.profile = profile_path(str(args.profile))
-    command = "python benchmarks/gpu/tp4_1m.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    log = None if args.stage == "summary" else StageLog(args.results, f"tp4_{args.stage}", command)
-    STAGES[args.stage](args, log)
-    return 0
+    return run_stage(STAGES, args, "benchmarks/gpu/tp4_1m.py", argv, log_prefix="tp4_")
 
 
 if __name__ == "__main__":

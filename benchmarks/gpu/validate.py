@@ -50,6 +50,7 @@ from benchmarks.gpu.harness import (  # noqa: E402
     LocalCluster,
     StageLog,
     ensure_checkpoints,
+    run_stage,
     progress,
     random_ids,
     server_timing_ms,
@@ -190,14 +191,22 @@ def stage_stock(args, log: StageLog) -> None:
 
 
 def pool_base(config, pool) -> float:
-    """The rotary base the pool's engine uses (deployments/rope/pool.py)."""
+    """The rotary base the pool's engine uses: the sequence length comes from
+    the same function that configures the engines (deployments/rope/pool.py)."""
+    from deployments import rope
     from deployments.rope.ntk import dynamic_ntk_base
+    from deployments.rope.pool import NTK_SEQ_LEN_ATTR
 
     model = config.models[pool.model]
     hf = json.loads((Path(model.path) / "config.json").read_text())
     theta, head_dim = float(hf["rope_theta"]), hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"]
-    seq = min(max(pool.max_tokens, model.native_context), pool.engine.max_model_len)
-    if seq <= model.native_context:
+    overrides = rope.engine_kwargs_for_pool(
+        native_context=model.native_context, rope_scaling=model.rope_scaling,
+        max_model_len=pool.engine.max_model_len, band_max_tokens=pool.max_tokens,
+        validated_len=model.context_limit,
+    ).get("hf_overrides", {})
+    seq = overrides.get(NTK_SEQ_LEN_ATTR)
+    if seq is None or seq <= model.native_context:
         return theta
     return dynamic_ntk_base(theta, float(model.rope_scaling["factor"]), model.native_context, seq, head_dim)
 
@@ -303,10 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--correctness-profile", type=Path, default=CORRECTNESS_PROFILE)
     parser.add_argument("--doc-qa-profile", type=Path, default=DOC_QA_PROFILE)
     args = parser.parse_args(argv)
-    command = "python benchmarks/gpu/validate.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    log = None if args.stage == "summary" else StageLog(args.results, args.stage, command)
-    STAGES[args.stage](args, log)
-    return 0
+    return run_stage(STAGES, args, "benchmarks/gpu/validate.py", argv)
 
 
 if __name__ == "__main__":

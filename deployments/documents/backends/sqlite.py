@@ -306,8 +306,7 @@ class SQLiteDocumentStore:
         if not isinstance(id, str) or not DOCUMENT_ID.match(id):
             return False
         with self._write() as conn:
-            row = conn.execute("SELECT 1 FROM documents WHERE id = ? AND owner IS ?", (id, owner)).fetchone()
-            if row is None:
+            if not _owned(conn, id, owner):
                 return False
             conn.execute("INSERT OR REPLACE INTO warm (id, state) VALUES (?, ?)", (id, state))
         return True
@@ -319,8 +318,7 @@ class SQLiteDocumentStore:
         with self._write() as conn:
             # Inside the write transaction, so a concurrent delete cannot
             # remove the document between this check and the insert.
-            row = conn.execute("SELECT 1 FROM documents WHERE id = ? AND owner IS ?", (id, owner)).fetchone()
-            if row is None:
+            if not _owned(conn, id, owner):
                 return False
             self._insert_token_ids(conn, id, {layout: data})
         return True
@@ -357,3 +355,8 @@ class SQLiteDocumentStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _owned(conn, id: str, owner: str | None) -> bool:
+    """The document exists and belongs to ``owner`` (checked inside the caller's transaction)."""
+    return conn.execute("SELECT 1 FROM documents WHERE id = ? AND owner IS ?", (id, owner)).fetchone() is not None
