@@ -40,6 +40,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.gpu.harness import replica_restarts  # noqa: E402
 from tests.support.ports import free_loopback_port  # noqa: E402
 
 PROFILE = REPO / "benchmarks" / "profiles" / "doc-qa-cpu.yaml"
@@ -140,6 +141,7 @@ def run_router(router: str, args, texts: list[str]) -> dict:
                     bar.update(1)
         wall = time.perf_counter() - started
         bar.close()
+        restarts = replica_restarts()
     cold = [results[(d, 0)]["ttft_s"] for d in range(len(docs))]
     warm = [results[(d, q)]["ttft_s"] for d in range(len(docs)) for q in range(1, args.questions)]
     follow_ups = [(d, q) for d in range(len(docs)) for q in range(1, args.questions)]
@@ -156,6 +158,7 @@ def run_router(router: str, args, texts: list[str]) -> dict:
         "follow_ups_on_holding_replica": on_holder / len(follow_ups),
         "questions_per_s": len(schedule) / wall,
         "replicas_used": sorted({r["replica"] for r in results.values()}),
+        "replica_restarts": restarts,
     }
 
 

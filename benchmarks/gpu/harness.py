@@ -86,6 +86,22 @@ def ensure_checkpoints(models: Path, *, reduced: bool = True, full: bool = True)
 # --- the cluster ------------------------------------------------------------------------
 
 
+def replica_restarts() -> dict:
+    """Dead Serve replica actors per deployment in the connected Ray cluster: a restart leaves one behind."""
+    # The GCS actor table (a developer API): the state API needs the
+    # dashboard, which the cluster does not start.
+    from ray._private.state import actors
+
+    dead = actors(actor_state_name="DEAD").values()
+    counts: dict[str, int] = {}
+    for actor in dead:
+        name = actor.get("Name") or ""
+        if name.startswith("SERVE_REPLICA::"):  # SERVE_REPLICA::<app>#<deployment>#<id>
+            deployment = name.split("::")[1].split("#")[1]
+            counts[deployment] = counts.get(deployment, 0) + 1
+    return counts
+
+
 class LocalCluster:
     """The real stack (Ray, Serve, pools, ingress) for one profile, in this process."""
 
@@ -113,19 +129,7 @@ class LocalCluster:
         return self
 
     def replica_restarts(self) -> dict:
-        """Dead Serve replica actors per deployment: a restart leaves one behind."""
-        # The GCS actor table (a developer API): the state API needs the
-        # dashboard, which the cluster does not start.
-        from ray._private.state import actors
-
-        dead = actors(actor_state_name="DEAD").values()
-        counts: dict[str, int] = {}
-        for actor in dead:
-            name = actor.get("Name") or ""
-            if name.startswith("SERVE_REPLICA::"):  # SERVE_REPLICA::<app>#<deployment>#<id>
-                deployment = name.split("::")[1].split("#")[1]
-                counts[deployment] = counts.get(deployment, 0) + 1
-        return counts
+        return replica_restarts()
 
     def __exit__(self, *exc) -> None:
         import ray
