@@ -13,6 +13,7 @@ from typing import Any
 from cluster.config import ClusterConfig, PoolConfig
 from cluster.planner.ttft import health_check_settings
 from deployments import rope
+from deployments.kv_tier import tier_engine_kwargs
 from deployments.routing.replica_routers import request_router_config
 
 POOL_DEPLOYMENT_PREFIX = "pool-"
@@ -68,6 +69,9 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     if rope_kwargs.get("hf_overrides"):
         engine_kwargs["hf_overrides"] = {**engine_kwargs.get("hf_overrides", {}), **rope_kwargs.pop("hf_overrides")}
     engine_kwargs.update(rope_kwargs)
+    # Host-RAM KV tier (deployments/kv_tier.py): vLLM's own offloading
+    # arguments, checked against the installed vLLM here, at build time.
+    engine_kwargs.update(tier_engine_kwargs(pool.name, pool.kv_tier))
     if cluster.device == "cpu":
         # Not a GPU: vLLM's CPU backend takes its KV size from
         # VLLM_CPU_KVCACHE_SPACE, and the GPU-only knob is meaningless.

