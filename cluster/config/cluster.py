@@ -34,6 +34,13 @@ class ClusterConfig(StrictModel):
         "pools without an accelerator_type (e.g. where Ray cannot detect the GPU's type).",
     )
 
+    node_memory_gib: float | None = Field(
+        default=None,
+        gt=0,
+        description="Host RAM of one GPU worker node (GiB), when known: the planner warns "
+        "when a replica's KV tier (kv_tier.size_gib) does not fit in it.",
+    )
+
     @model_validator(mode="after")
     def _pools_tile_each_model(self) -> "ClusterConfig":
         names = [p.name for p in self.pools]

@@ -29,6 +29,7 @@ device.
 
 from __future__ import annotations
 
+import math
 from types import MappingProxyType
 from typing import Any, Literal, Mapping
 
@@ -59,6 +60,19 @@ BACKEND_OPTIONS: Mapping[str, frozenset[str]] = MappingProxyType(
 )
 
 
+# Host RAM a native tier needs beyond its size, per replica (GiB): page
+# tables and page-locking bookkeeping of pinned memory (8 bytes per 4 KiB
+# page, 0.2 %: 0.5 GiB at 256 GiB), the connector's block-hash LRU and its
+# copy-pointer buffers (MiBs). Rounded up to whole GiB with the size.
+PINNED_OVERHEAD_GIB = 1
+# Effective host->GPU copy rate of one GPU (GB/s, decimal) for the planner's
+# reload estimate. PCIe Gen5 x16 moves ~50 GB/s of large pinned copies (the
+# figure vLLM's offloading blog quotes); the connector copies many block-sized
+# pieces (64 KiB per layer and 16-token block for InternLM2.5 on one GPU), so
+# half of that is the planning default. Gen4 hosts: ~12.
+DEFAULT_HOST_TO_GPU_GB_S = 25.0
+
+
 class KVTierConfig(StrictModel):
     """Host-RAM KV tier of each replica of a pool (vLLM KV offloading)."""
 
@@ -83,6 +97,25 @@ class KVTierConfig(StrictModel):
         "offload_prompt_only. lmcache: lmcache.mp.host, lmcache.mp.port, "
         "lmcache.mp.mq_timeout, lmcache.mp.heartbeat_interval. Other keys are refused.",
     )
+
+    host_to_gpu_gb_s: float = Field(
+        default=DEFAULT_HOST_TO_GPU_GB_S,
+        gt=0,
+        description="Effective host->GPU copy rate of one GPU in GB/s, for the planner's "
+        "reload-time estimate only (each tensor-parallel rank reloads its share over its own "
+        "link). Default 25: half of PCIe Gen5 x16's ~50 GB/s, because the connector copies "
+        "block-sized pieces; use ~12 on PCIe Gen4.",
+    )
+
+    @property
+    def pod_memory_gib(self) -> int:
+        """Host RAM the tier adds to the pod of one replica (GiB; helm/ mirrors this).
+
+        lmcache keeps KV in its own server process, outside the engine's pod.
+        """
+        if self.backend != "native":
+            return 0
+        return math.ceil(self.size_gib) + PINNED_OVERHEAD_GIB
 
     @model_validator(mode="after")
     def _known_options(self) -> "KVTierConfig":
