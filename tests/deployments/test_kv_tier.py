@@ -78,3 +78,15 @@ def test_vllm_accepts_the_produced_arguments():
     args = EngineArgs(**kwargs)
     assert args.kv_offloading_size == 2 and args.kv_offloading_backend == "native"
     assert KVTransferConfig(**args.kv_transfer_config).kv_connector_extra_config == {"block_size": 64}
+
+
+def test_affinity_router_is_told_the_replica_capacity_with_gpu_kv_and_tier():
+    from cluster.planner import plan_pool
+
+    cluster = h200_with_tier()
+    pool = cluster.pools[0]
+    plan = plan_pool(cluster, pool)
+    kwargs = llm_config_for_pool(cluster, pool).deployment_config["request_router_config"]["request_router_kwargs"]
+    assert kwargs["capacity_tokens"] == plan.max_tokens + plan.kv_tier.tier_tokens
+    other = llm_config_for_pool(cluster, cluster.pools[1]).deployment_config["request_router_config"]
+    assert "capacity_tokens" not in other["request_router_kwargs"]
