@@ -106,6 +106,17 @@ def plan_tier(
             f"tier needs {tier.pod_memory_gib} GiB of host RAM per replica, more than a node's "
             f"{cluster.node_memory_gib:g} GiB (node_memory_gib)"
         )
+    sharing = [
+        p.name for p in cluster.pools
+        if p is not pool and (p.accelerator_type, p.engine.tensor_parallel_size) == (pool.accelerator_type, tp)
+    ]
+    if sharing and tier.pod_memory_gib:
+        # helm/: one worker group per (accelerator, TP); any of its pods may
+        # host any of its pools, so every pod is sized for the largest tier.
+        warnings.append(
+            f"shares its Kubernetes worker group with {sharing}: each of their pods also "
+            f"gets +{tier.pod_memory_gib} GiB"
+        )
     pinned = _pinned_gib_vllm026(tier.size_gib, tp, arch.num_layers) if tier.backend == "native" else None
     if pinned is not None and pinned > tier.pod_memory_gib:
         warnings.append(
