@@ -60,6 +60,9 @@ BACKEND_OPTIONS: Mapping[str, frozenset[str]] = MappingProxyType(
 )
 
 
+# The connector vLLM derives from kv_offloading_backend (without
+# VLLM_USE_SIMPLE_KV_OFFLOAD, which would make native SimpleCPUOffloadConnector).
+CONNECTORS: Mapping[str, str] = MappingProxyType({"native": "OffloadingConnector", "lmcache": "LMCacheMPConnector"})
 # Host RAM a native tier needs beyond its size, per replica (GiB): page
 # tables and page-locking bookkeeping of pinned memory (8 bytes per 4 KiB
 # page, 0.2 %: 0.5 GiB at 256 GiB), the connector's block-hash LRU and its
@@ -144,7 +147,13 @@ class KVTierConfig(StrictModel):
             "kv_offloading_size": self.size_gib,
         }
         if self.options:
-            # vLLM adds cpu_bytes_to_use (native) to this dict and sets the
-            # connector name and role itself.
-            kwargs["kv_transfer_config"] = {"kv_connector_extra_config": dict(self.options)}
+            # vLLM adds cpu_bytes_to_use (native) to this dict. The connector
+            # and role are what vLLM derives anyway, but Ray Serve LLM (2.58-2.60,
+            # LLMConfig._setup_kv_connector_backend) refuses a kv_transfer_config
+            # without kv_connector ("Connector type is not specified.").
+            kwargs["kv_transfer_config"] = {
+                "kv_connector": CONNECTORS[self.backend],
+                "kv_role": "kv_both",
+                "kv_connector_extra_config": dict(self.options),
+            }
         return kwargs

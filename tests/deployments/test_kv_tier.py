@@ -25,7 +25,8 @@ def test_tier_becomes_engine_kwargs_of_the_pool():
     kwargs = llm_config_for_pool(cluster, pool).engine_kwargs
     assert kwargs["kv_offloading_backend"] == "native"
     assert kwargs["kv_offloading_size"] == 96.0
-    assert kwargs["kv_transfer_config"] == {"kv_connector_extra_config": {"block_size": 256}}
+    assert kwargs["kv_transfer_config"]["kv_connector_extra_config"] == {"block_size": 256}
+    assert kwargs["kv_transfer_config"]["kv_connector"] == "OffloadingConnector"
     # Prefix caching stays on: GPU-resident documents are still hits.
     assert kwargs["enable_prefix_caching"] is True
 
@@ -69,15 +70,25 @@ def test_lmcache_pool_build_fails_where_lmcache_is_missing():
         llm_config_for_pool(cluster, cluster.pools[0])
 
 
-def test_vllm_accepts_the_produced_arguments():
-    """vLLM's own EngineArgs takes the kwargs and derives its OffloadingConnector (config only)."""
-    from vllm.config import KVTransferConfig
+@pytest.mark.parametrize("options", [{}, {"block_size": 256}])
+def test_ray_serve_llm_accepts_the_tier_at_replica_start(options):
+    """Ray Serve LLM checks kv_transfer_config when a replica starts its engine
+    (LLMConfig.setup_engine_backend): it refuses one without kv_connector."""
+    cluster = h200_with_tier(options=options)
+    llm_config_for_pool(cluster, cluster.pools[0]).setup_engine_backend()
+
+
+def test_vllm_derives_its_offloading_connector_from_the_arguments(demo_models):
+    """vLLM's own engine config (built on CPU; only the workers would refuse
+    to offload) merges our options with the size it derives."""
     from vllm.engine.arg_utils import EngineArgs
 
-    kwargs = KVTierConfig(size_gib=2, options={"block_size": 64}).engine_kwargs()
-    args = EngineArgs(**kwargs)
-    assert args.kv_offloading_size == 2 and args.kv_offloading_backend == "native"
-    assert KVTransferConfig(**args.kv_transfer_config).kv_connector_extra_config == {"block_size": 64}
+    kwargs = KVTierConfig(size_gib=0.25, options={"block_size": 64}).engine_kwargs()
+    args = EngineArgs(model=str(demo_models / "tiny-internlm2_5-chat-1m"), trust_remote_code=True,
+                      max_model_len=2048, dtype="float32", enforce_eager=True, **kwargs)
+    transfer = args.create_engine_config().kv_transfer_config
+    assert transfer.kv_connector == "OffloadingConnector" and transfer.kv_role == "kv_both"
+    assert transfer.kv_connector_extra_config == {"block_size": 64, "cpu_bytes_to_use": 0.25 * 2**30}
 
 
 def test_affinity_router_is_told_the_replica_capacity_with_gpu_kv_and_tier():

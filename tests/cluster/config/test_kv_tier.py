@@ -33,6 +33,7 @@ def test_native_tier_becomes_vllm_offloading_arguments():
 def test_options_travel_as_connector_extra_config():
     tier = KVTierConfig(size_gib=8, options={"block_size": 256, "eviction_policy": "arc"})
     assert tier.engine_kwargs()["kv_transfer_config"] == {
+        "kv_connector": "OffloadingConnector", "kv_role": "kv_both",
         "kv_connector_extra_config": {"block_size": 256, "eviction_policy": "arc"}}
 
 
