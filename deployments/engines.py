@@ -11,8 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from cluster.config import ClusterConfig, PoolConfig
+from cluster.planner import PlanError, plan_pool
+from cluster.planner.kv_tier import replica_capacity_tokens
 from cluster.planner.ttft import health_check_settings
 from deployments import rope
+from deployments.kv_tier import tier_engine_kwargs
 from deployments.routing.replica_routers import request_router_config
 
 POOL_DEPLOYMENT_PREFIX = "pool-"
@@ -56,6 +59,21 @@ def _rope_engine_kwargs(cluster: ClusterConfig, pool: PoolConfig) -> dict:
     )
 
 
+def tier_capacity_tokens(cluster: ClusterConfig, pool: PoolConfig) -> int | None:
+    """Tokens one replica keeps reloadable (GPU KV + tier); None without a tier or a plan.
+
+    The affinity router follows a document to the replica holding its KV up
+    to this capacity. Without a plan (unknown GPU) it keeps plain ring order.
+    """
+    if pool.kv_tier is None:
+        return None
+    try:
+        plan = plan_pool(cluster, pool, search_tp=False)
+    except PlanError:
+        return None
+    return replica_capacity_tokens(plan.kv_tier)
+
+
 def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     from ray.serve.llm import LLMConfig
 
@@ -68,6 +86,9 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     if rope_kwargs.get("hf_overrides"):
         engine_kwargs["hf_overrides"] = {**engine_kwargs.get("hf_overrides", {}), **rope_kwargs.pop("hf_overrides")}
     engine_kwargs.update(rope_kwargs)
+    # Host-RAM KV tier (deployments/kv_tier.py): vLLM's own offloading
+    # arguments, checked against the installed vLLM here, at build time.
+    engine_kwargs.update(tier_engine_kwargs(pool.name, pool.kv_tier))
     if cluster.device == "cpu":
         # Not a GPU: vLLM's CPU backend takes its KV size from
         # VLLM_CPU_KVCACHE_SPACE, and the GPU-only knob is meaningless.
@@ -88,7 +109,7 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     deployment_config["health_check_timeout_s"] = timeout
     if pool.max_ongoing_requests is not None:
         deployment_config["max_ongoing_requests"] = pool.max_ongoing_requests
-    router = request_router_config(pool)
+    router = request_router_config(pool, tier_capacity_tokens(cluster, pool))
     if router is not None:
         deployment_config["request_router_config"] = router
     env_vars = {**cluster.engine_env, **gpu_share_env(pool, cluster.device), **pool.env}

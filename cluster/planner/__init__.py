@@ -29,6 +29,8 @@ few percent; a pool that fits only by less than that margin is flagged.
   memory.py        PoolPlan, plan_pool, plan_cluster (the arithmetic above)
   shapes.py        WorkerShape, worker_shapes (Kubernetes worker groups)
   report.py        format_table, format_report, failures
+  kv_tier.py       TierPlan, plan_tier: a pool's host-RAM KV tier (documents held,
+                   reload vs prefill), replica_capacity_tokens for the router
   ttft.py          cold_ttft_s (prefill of the band maximum), timeout_warnings,
                    health_check_settings
   command.py       the ``plan`` subcommand
@@ -37,6 +39,7 @@ few percent; a pool that fits only by less than that margin is flagged.
 from cluster.planner.architecture import ARCHITECTURES, Architecture, architecture_from_hf_config, resolve_architecture
 from cluster.planner.base import PlanError
 from cluster.planner.command import add_plan_parser
+from cluster.planner.kv_tier import TierPlan, plan_tier, replica_capacity_tokens
 from cluster.planner.memory import ACCELERATOR_MEMORY_GIB, GIB, PoolPlan, plan_cluster, plan_pool
 from cluster.planner.report import failures, format_report, format_table
 from cluster.planner.shapes import WorkerShape, worker_shapes
@@ -46,5 +49,6 @@ __all__ = [
     "ACCELERATOR_MEMORY_GIB", "ARCHITECTURES", "GIB", "Architecture", "PlanError", "PoolPlan",
     "WorkerShape", "add_plan_parser", "architecture_from_hf_config", "failures", "format_report", "format_table",
     "PEAK_BF16_TFLOPS", "UTILIZATION", "cold_ttft_s", "health_check_settings", "plan_cluster", "plan_pool",
-    "resolve_architecture", "timeout_warnings", "worker_shapes",
+    "resolve_architecture", "timeout_warnings", "worker_shapes", "TierPlan", "plan_tier",
+    "replica_capacity_tokens",
 ]

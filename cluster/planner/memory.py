@@ -13,6 +13,7 @@ from pydantic import Field
 from cluster.config import ClusterConfig, PoolConfig
 from cluster.planner.architecture import Architecture, element_bytes, resolve_architecture, valid_tensor_parallel
 from cluster.planner.base import FrozenModel, PlanError
+from cluster.planner.kv_tier import TierPlan, plan_tier
 from cluster.planner.ttft import cold_ttft_s
 
 GIB = 1024**3
@@ -75,6 +76,9 @@ class PoolPlan(FrozenModel):
         default=None,
         description="Estimated prefill of the band maximum from an empty cache (cluster/planner/ttft.py); "
         "None on CPU or an unknown GPU.",
+    )
+    kv_tier: TierPlan | None = Field(
+        default=None, description="The pool's host-RAM KV tier (cluster/planner/kv_tier.py); None without one."
     )
 
 
@@ -239,6 +243,8 @@ def plan_pool(
         max_num_seqs=engine.max_num_seqs, full_length_seqs=full_length, fits=fits,
         fits_all_seqs=fits_all, tight=tight, problems=tuple(problems), notes=tuple(notes),
         min_tensor_parallel_size=min_tp, cold_ttft_s=cold_ttft_s(cluster, pool),
+        kv_tier=plan_tier(
+            cluster, pool, arch, tp=tp, kv_bytes_per_token_group=kv_device * tp, gpu_kv_tokens=capacity),
     )
 
 

@@ -63,6 +63,43 @@ def format_table(plans: list[PoolPlan], markdown: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _docs(gpu: int, tier: int) -> str:
+    return f"{gpu} GPU + {tier} tier"
+
+
+def _reload(s: float) -> str:
+    # Reloads are sub-second where the tier pays off; the table's _seconds
+    # would print them as 0.0 s.
+    return f"{s * 1000:.0f} ms" if s < 1 else _seconds(s)
+
+
+def tier_lines(plans: list[PoolPlan]) -> list[str]:
+    """The KV tier of each pool that has one: RAM, documents held, reload vs prefill."""
+    lines = []
+    for p in plans:
+        t = p.kv_tier
+        if t is None:
+            continue
+        ram = f"{t.size_gib:g} GiB host RAM per replica"
+        if p.tensor_parallel_size > 1:
+            ram += f" ({t.size_gib_per_rank:g} GiB per rank)"
+        ram += f", pod +{t.pod_memory_gib} GiB" if t.pod_memory_gib else ", in the LMCache server"
+        lines.append(f"kv tier {p.pool} ({t.backend}): {ram}; {_tokens(t.tier_tokens)} tokens "
+                     f"(GPU KV {_tokens(t.gpu_kv_tokens)})")
+        for label, tokens, gpu, tier, reload_s, prefill in (
+            ("typical", t.typical_doc_tokens, t.gpu_docs_typical, t.tier_docs_typical,
+             t.reload_s_typical, t.prefill_s_typical),
+            ("max", t.max_doc_tokens, t.gpu_docs_max, t.tier_docs_max, t.reload_s_max, t.prefill_s_max),
+        ):
+            ratio = f" ({reload_s / prefill:.0%})" if prefill else ""
+            lines.append(
+                f"  {label} doc {_tokens(tokens)}: {_docs(gpu, tier)} docs; reload "
+                f"{_reload(reload_s)} at {t.host_to_gpu_gb_s:g} GB/s vs prefill {_seconds(prefill)}{ratio}"
+            )
+        lines.extend(f"  warn: {w}" for w in t.warnings)
+    return lines
+
+
 def format_report(plans: list[PoolPlan], markdown: bool = False) -> str:
     out = [format_table(plans, markdown)]
     for p in plans:
@@ -70,6 +107,9 @@ def format_report(plans: list[PoolPlan], markdown: bool = False) -> str:
             out.append(f"note  {p.pool}: {note}")
         for problem in p.problems:
             out.append(f"ERROR {p.pool}: {problem}")
+    tiers = tier_lines(plans)
+    if tiers:
+        out.extend(["", *tiers])
     return "\n".join(out)
 
 

@@ -47,8 +47,8 @@ def prefill_flops(arch: Architecture, tokens: int) -> float:
     return 2.0 * nonembedding_params(arch) * tokens + 2.0 * arch.num_layers * arch.hidden_size * tokens**2
 
 
-def cold_ttft_s(cluster: ClusterConfig, pool: PoolConfig) -> float | None:
-    """Seconds to prefill the pool's band maximum from an empty cache; None if unknown."""
+def prefill_s(cluster: ClusterConfig, pool: PoolConfig, tokens: int) -> float | None:
+    """Seconds for one of the pool's replicas to prefill ``tokens`` cold; None if unknown."""
     if cluster.device != "gpu" or pool.accelerator_type not in PEAK_BF16_TFLOPS:
         return None
     try:
@@ -56,7 +56,12 @@ def cold_ttft_s(cluster: ClusterConfig, pool: PoolConfig) -> float | None:
     except PlanError:
         return None
     rate = pool.engine.tensor_parallel_size * PEAK_BF16_TFLOPS[pool.accelerator_type] * 1e12 * UTILIZATION
-    return prefill_flops(arch, pool.max_tokens) / rate
+    return prefill_flops(arch, tokens) / rate
+
+
+def cold_ttft_s(cluster: ClusterConfig, pool: PoolConfig) -> float | None:
+    """Seconds to prefill the pool's band maximum from an empty cache; None if unknown."""
+    return prefill_s(cluster, pool, pool.max_tokens)
 
 
 def pool_timeout_s(cluster: ClusterConfig, pool: PoolConfig) -> float:

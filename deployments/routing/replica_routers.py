@@ -22,13 +22,18 @@ class ReplicaRouter:
     """A request router class and how a pool's config becomes its kwargs."""
 
     router_class: type
-    kwargs: Callable[[PoolConfig], dict[str, Any]]
+    # (pool, tokens a replica keeps reloadable with its KV tier, or None) -> kwargs
+    kwargs: Callable[[PoolConfig, int | None], dict[str, Any]]
 
 
-def _affinity_kwargs(pool: PoolConfig) -> dict[str, Any]:
+def _affinity_kwargs(pool: PoolConfig, capacity_tokens: int | None) -> dict[str, Any]:
     # A replica running fewer sequences than its engine batches at once is
     # never "overloaded": min_load is the engine's max_num_seqs.
-    return {"load_factor": pool.routing.load_factor, "min_load": pool.engine.max_num_seqs}
+    kwargs: dict[str, Any] = {"load_factor": pool.routing.load_factor, "min_load": pool.engine.max_num_seqs}
+    if capacity_tokens:
+        # With a tier, keys follow the replica that holds their KV (residency.py).
+        kwargs["capacity_tokens"] = capacity_tokens
+    return kwargs
 
 
 # Every RoutingConfig.policy; None keeps Serve's default PowerOfTwoChoicesRequestRouter.
@@ -36,14 +41,19 @@ REPLICA_ROUTERS: Mapping[str, ReplicaRouter | None] = MappingProxyType(
     {
         "affinity": ReplicaRouter(DocumentAffinityRouter, _affinity_kwargs),
         "power_of_two": None,
-        "prefix_cache": ReplicaRouter(TokenPrefixCacheAffinityRouter, lambda pool: {}),
+        "prefix_cache": ReplicaRouter(TokenPrefixCacheAffinityRouter, lambda pool, capacity: {}),
     }
 )
 
 
-def request_router_config(pool: PoolConfig) -> dict[str, Any] | None:
-    """Serve ``request_router_config`` of the pool; None keeps Serve's default."""
+def request_router_config(pool: PoolConfig, capacity_tokens: int | None = None) -> dict[str, Any] | None:
+    """Serve ``request_router_config`` of the pool; None keeps Serve's default.
+
+    ``capacity_tokens``: what one replica keeps reloadable (GPU KV + KV tier,
+    cluster.planner.kv_tier.replica_capacity_tokens); None without a tier.
+    """
     router = REPLICA_ROUTERS[pool.routing.policy]
     if router is None:
         return None
-    return {"request_router_class": router.router_class, "request_router_kwargs": router.kwargs(pool)}
+    return {"request_router_class": router.router_class,
+            "request_router_kwargs": router.kwargs(pool, capacity_tokens)}

@@ -86,8 +86,9 @@ Everything else reads it through this helper, parsed with fromYaml. */}}
 {{/* Worker groups --------------------------------------------------------------
 One group per distinct (accelerator_type, tensor_parallel_size): a pod hosts
 one replica (Ray's STRICT_PACK keeps a TP group on one node). Replica bounds
-are sums over the group's pools. This is the only place the chart looks at
-pools, and cluster.planner.worker_shapes computes the same (tests compare). */}}
+are sums over the group's pools; kvTierGi is the largest KV tier of its pools.
+This is the only place the chart looks at pools, and
+cluster.planner.worker_shapes computes the same (tests compare). */}}
 
 {{- define "longctx.workerGroups" -}}
 {{- $cluster := include "longctx.cluster" . | fromYaml -}}
@@ -107,7 +108,7 @@ pools, and cluster.planner.worker_shapes computes the same (tests compare). */}}
 {{- $initial := $min -}}
 {{- if and (hasKey $r "initial") (not (kindIs "invalid" $r.initial)) -}}{{- $initial = int $r.initial -}}{{- end -}}
 {{- if not (hasKey $groups $name) -}}
-{{- $_ := set $groups $name (dict "name" $name "accelerator" $acc "devices" $tp "device" $device "minReplicas" 0 "maxReplicas" 0 "replicas" 0 "pools" list "models" list) -}}
+{{- $_ := set $groups $name (dict "name" $name "accelerator" $acc "devices" $tp "device" $device "minReplicas" 0 "maxReplicas" 0 "replicas" 0 "pools" list "models" list "kvTierGi" 0) -}}
 {{- $order = append $order $name -}}
 {{- end -}}
 {{- $g := get $groups $name -}}
@@ -116,6 +117,16 @@ pools, and cluster.planner.worker_shapes computes the same (tests compare). */}}
 {{- $_ := set $g "replicas" (add $g.replicas $initial) -}}
 {{- $_ := set $g "pools" (append $g.pools $pool.name) -}}
 {{- if not (has $pool.model $g.models) -}}{{- $_ := set $g "models" (append $g.models $pool.model) -}}{{- end -}}
+{{- /* A native KV tier lives in the engine's processes (vLLM 0.29: one /dev/shm
+region): its pod grows by ceil(size_gib) + 1 GiB of pinned-memory overhead,
+KVTierConfig.pod_memory_gib. Any pod of the group may host any of its pools,
+so the group takes its largest tier. lmcache keeps KV in its own server. */ -}}
+{{- with $pool.kv_tier -}}
+{{- if eq (.backend | default "native") "native" -}}
+{{- $tierGi := add (int (ceil (float64 .size_gib))) 1 -}}
+{{- if gt $tierGi (int $g.kvTierGi) -}}{{- $_ := set $g "kvTierGi" $tierGi -}}{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $list := list -}}
 {{- range $order -}}{{- $list = append $list (get $groups .) -}}{{- end -}}

@@ -6,6 +6,8 @@ Three parts, in the order a request meets them:
              a long prompt's leading tokens) and passes it as Serve's session_id;
   router.py  the pool's Serve request router maps the key onto a ring of
              replicas with bounded load (policy ``affinity``);
+  residency.py  with a KV tier, the replica that still holds a key's KV
+             (GPU or host RAM), which the router prefers over the ring;
   hits.py    the ingress counts follow-ups that reached the same replica as
              the key's previous request (``longctx_affinity_routing``).
 

@@ -11,6 +11,11 @@ many requests as its engine batches at once (``min_load``), so one hot
 document cannot pile every request on one replica. Requests without a key go
 to the least-loaded replica.
 
+With a KV tier (``capacity_tokens`` set: the replica's GPU KV plus tier, from
+the planner), a key stays with the replica that holds its KV even when the
+ring moves it (residency.py), as long as that replica is alive, under the
+load bound and has not evicted it by the model's LRU count.
+
 Installed on a pool deployment through ``request_router_config``
 (``deployments.routing.replica_routers``); it runs in the process of the
 caller (the ingress), once per pool handle.
@@ -23,6 +28,8 @@ from typing import List, Optional
 
 from ray.serve.experimental.consistent_hash_router import ConsistentHashRouter
 from ray.serve.request_router import PendingRequest, ReplicaID, RunningReplica
+
+from deployments.routing.affinity.residency import KVResidency
 
 DEFAULT_LOAD_FACTOR = 1.25
 
@@ -39,10 +46,24 @@ class DocumentAffinityRouter(ConsistentHashRouter):
         # starts a new one at once: below that it is never "overloaded",
         # however uneven the pool's (small) counts are.
         self._min_load = int(kwargs.pop("min_load", 1))
+        # Without a tier the ring alone decides, as before.
+        capacity = kwargs.pop("capacity_tokens", None)
+        self._residency = KVResidency(int(capacity)) if capacity else None
         # Every replica is a fallback candidate: bounded load walks the ring
         # until it finds one under the bound.
         kwargs.setdefault("num_fallback_replicas", 64)
         super().initialize_state(**kwargs)
+
+    def update_replicas(self, replicas: List[RunningReplica]) -> None:
+        super().update_replicas(replicas)
+        if self._residency is not None:
+            self._residency.retain(r.replica_id for r in replicas)
+
+    def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result) -> None:
+        super().on_request_routed(pending_request, replica_id, result)
+        key = pending_request.metadata.session_id
+        if self._residency is not None and key:
+            self._residency.record(replica_id, key, _prompt_tokens(pending_request))
 
     def _load(self, replica_id: ReplicaID) -> int:
         return self._replica_queue_len_cache.get(replica_id) or 0
@@ -68,5 +89,21 @@ class DocumentAffinityRouter(ConsistentHashRouter):
         bound = max(math.ceil(self._load_factor * (total + 1) / len(ranked)), self._min_load)
         under = [r for r in ranked if self._load(r.replica_id) + 1 <= bound]
         over = [r for r in ranked if r not in under]
+        holder = self._residency.holder(key) if self._residency is not None else None
+        home = next((r for r in under if r.replica_id == holder), None)
+        if home is not None:
+            # Its KV is there (GPU or tier): a reload beats a cold prefill
+            # on the ring's choice.
+            under.remove(home)
+            under.insert(0, home)
         # Ring order within each group keeps the choice deterministic per key.
         return [[r] for r in under + over]
+
+
+def _prompt_tokens(pending_request: PendingRequest) -> int:
+    """Prompt length of a pool request: the ingress sends token ids (1 if unknown)."""
+    for arg in pending_request.args:
+        prompt = getattr(arg, "prompt", None)
+        if isinstance(prompt, list):
+            return len(prompt)
+    return 1

@@ -41,3 +41,9 @@ def test_affinity_takes_its_bound_from_the_pool():
 
 def test_power_of_two_keeps_serves_default():
     assert request_router_config(pool_with(policy="power_of_two")) is None
+
+
+def test_affinity_gets_the_replica_capacity_only_with_a_tier():
+    config = request_router_config(pool_with(policy="affinity"), capacity_tokens=3_000_000)
+    assert config["request_router_kwargs"]["capacity_tokens"] == 3_000_000
+    assert "capacity_tokens" not in request_router_config(pool_with(policy="affinity"))["request_router_kwargs"]
