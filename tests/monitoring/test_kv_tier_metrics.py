@@ -19,17 +19,8 @@ import pytest
 import yaml
 
 from tests.monitoring import promql
-from tests.monitoring.vllm_metrics import ray_stat_logger, tier_engine_config
+from tests.monitoring.vllm_metrics import TIER_SERIES, ray_stat_logger, tier_engine_config
 
-# vLLM's declared names behind the series the KV tier rules and panels read.
-TIER_SERIES = {
-    "ray_vllm_external_prefix_cache_queries_total": "vllm_external_prefix_cache_queries",
-    "ray_vllm_external_prefix_cache_hits_total": "vllm_external_prefix_cache_hits",
-    "ray_vllm_kv_offload_load_bytes_total": "vllm_kv_offload_load_bytes",
-    "ray_vllm_kv_offload_store_bytes_total": "vllm_kv_offload_store_bytes",
-    "ray_vllm_kv_offload_load_time_total": "vllm_kv_offload_load_time",
-    "ray_vllm_kv_offload_store_time_total": "vllm_kv_offload_store_time",
-}
 RULE_TEST = promql.RULE_TESTS / "longctx-kv-tier.test.yml"
 
 

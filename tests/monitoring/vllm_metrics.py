@@ -16,6 +16,18 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The series the KV tier's rules and panels read (issue 11), by the name vLLM
+# declares them under: lookups in the tier (any connector), and the native
+# tier's copies tier -> GPU (load) and GPU -> tier (store), bytes and seconds.
+TIER_SERIES = {
+    "ray_vllm_external_prefix_cache_queries_total": "vllm_external_prefix_cache_queries",
+    "ray_vllm_external_prefix_cache_hits_total": "vllm_external_prefix_cache_hits",
+    "ray_vllm_kv_offload_load_bytes_total": "vllm_kv_offload_load_bytes",
+    "ray_vllm_kv_offload_store_bytes_total": "vllm_kv_offload_store_bytes",
+    "ray_vllm_kv_offload_load_time_total": "vllm_kv_offload_load_time",
+    "ray_vllm_kv_offload_store_time_total": "vllm_kv_offload_store_time",
+}
+
 
 @dataclass
 class Declared:
