@@ -84,14 +84,19 @@ def panel(title: str, description: str, targets: list[dict], unit: str = "short"
     }
 
 
+def row(title: str, description: str) -> dict:
+    """A row header: a full-width line that groups the panels after it."""
+    return {"type": "row", "title": title, "description": description, "collapsed": False, "panels": []}
+
+
 def layout(panels: list[dict], width: int = 12, height: int = 8) -> list[dict]:
-    """Two panels a row (stats: four), ids in reading order."""
+    """Two panels a row (stats: four; row headers: a line of their own), ids in reading order."""
     x = y = 0
     row_height = 0
     for i, p in enumerate(panels, start=1):
-        w = 6 if p["type"] == "stat" else width
-        h = 4 if p["type"] == "stat" else height
-        if x + w > 24:
+        w = {"stat": 6, "row": 24}.get(p["type"], width)
+        h = {"stat": 4, "row": 1}.get(p["type"], height)
+        if x + w > 24 or (p["type"] == "row" and x > 0):
             x, y = 0, y + row_height
             row_height = 0
         p["id"] = i
@@ -260,9 +265,43 @@ def pool() -> dict:
         panel("Finished requests by reason", "Engine requests finished per second: stop, length, abort.",
               [target(f"sum by (pool, finished_reason) ({engine('rate(ray_vllm_request_success_total[$__rate_interval])')})",
                       "{{pool}} {{finished_reason}}")], unit="reqps"),
+        *kv_tier_panels(),
     ]
     return dashboard("longctx-pool", "longctx / Pool", "Engine metrics of one pool (vLLM through Ray Serve LLM).",
                      panels, [pool_variable()])
+
+
+def kv_tier_panels() -> list[dict]:
+    """The host-RAM KV tier of the selected pools (issue 11), from vLLM's own counters.
+
+    Same figures as the longctx-kv-tier recording rules, inlined like the rest.
+    Pools without a tier have none of these series: "No data" there is right.
+    """
+    def per_pool(counter: str) -> str:
+        return f"sum by (pool) ({by_pool(f'rate({counter}[$__rate_interval])')})"
+
+    queries = per_pool("ray_vllm_external_prefix_cache_queries_total")
+    # vLLM creates the hits counter at the first hit: until then, 0 hits.
+    hits = f'({per_pool("ray_vllm_external_prefix_cache_hits_total")} or on (pool) 0 * {queries})'
+    load, store = per_pool("ray_vllm_kv_offload_load_bytes_total"), per_pool("ray_vllm_kv_offload_store_bytes_total")
+    return [
+        row("KV tier", "Host-RAM KV tier (kv_tier in the profile): documents evicted from GPU memory come back "
+            "from host RAM instead of being prefilled again. Empty for pools without a tier."),
+        panel("KV tier hits and misses", "Prompt tokens per second looked up in the tier (those not in the GPU "
+              "prefix cache): found there (hit, reloaded) or not (miss, prefilled again).",
+              [target(hits, "{{pool}} hit", "A"), target(f"{queries} - on (pool) {hits}", "{{pool}} miss", "B")]),
+        panel("KV tier hit ratio", "Share of the tokens looked up in the tier that it held. Near 0 while misses "
+              "flow: LongctxKVTierNoHits.",
+              [target(f"{hits} / on (pool) {queries}", "{{pool}}")], unit="percentunit", defaults={"min": 0, "max": 1}),
+        panel("KV tier bytes loaded and stored", "KV bytes per second copied tier → GPU (load: documents coming "
+              "back) and GPU → tier (store: KV saved as it is computed). Native backend only.",
+              [target(load, "{{pool}} loaded", "A"), target(store, "{{pool}} stored", "B")], unit="binBps"),
+        panel("KV tier copy speed", "Bytes per second while copying (bytes over the seconds the copies took); "
+              "1 GiB divided by the load speed is what reloading 1 GiB of a document costs.",
+              [target(f"{load} / on (pool) {per_pool('ray_vllm_kv_offload_load_time_total')}", "{{pool}} load", "A"),
+               target(f"{store} / on (pool) {per_pool('ray_vllm_kv_offload_store_time_total')}", "{{pool}} store", "B")],
+              unit="binBps"),
+    ]
 
 
 def long_context() -> dict:
