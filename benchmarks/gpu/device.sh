@@ -35,7 +35,12 @@ case "${1:?stage or receive}" in
     mkdir -p "$results"
     stage=${1:?stage}
     shift
-    python3 "$script" "$stage" --results "$results" "$@" 2>&1 | tee "$results/$prefix$stage.log" \
+    # The stage stops itself before the machine's 10-minute cut (STAGE_LIMIT_S)
+    # so that its log still comes back, gzipped: a full engine log is too
+    # large to return as it is.
+    timeout --signal=INT --kill-after=20 "${STAGE_LIMIT_S:-560}" \
+      python3 "$script" "$stage" --results "$results" "$@" 2>&1 | tee "$results/$prefix$stage.log" \
       | grep --line-buffered -v "^WARNING\|INFO 1\|DEBUG" || true
+    gzip -f "$results/$prefix$stage.log"
     ;;
 esac

@@ -20,6 +20,8 @@ Stages:
                 tokens vs a plain-PyTorch GPU reference of the same 4-layer
                 checkpoint, at the pool's base and at a wrong one
   doc_qa        (d) 128k-token documents, two replicas, per router
+  kv_tier       issue 11: questions on GPU-evicted 128k documents, host-RAM
+                KV tier off vs on (benchmarks/gpu/kv_tier.py)
   summary       summary.json + doc_qa.png from the stage files
 
 The stack must already be importable (PYTHONPATH=repo:site from the wheel
@@ -42,6 +44,7 @@ sys.path.insert(0, str(REPO))
 SERVE_PROFILE = REPO / "deployments" / "h200-1gpu.yaml"
 CORRECTNESS_PROFILE = REPO / "benchmarks" / "profiles" / "gpu-correctness-h200.yaml"
 DOC_QA_PROFILE = REPO / "benchmarks" / "profiles" / "doc-qa-h200.yaml"
+KV_TIER_PROFILE = REPO / "benchmarks" / "profiles" / "kv-tier-h200.yaml"
 
 
 from benchmarks.gpu.harness import (  # noqa: E402
@@ -285,12 +288,38 @@ def stage_doc_qa(args, log: StageLog) -> None:
     log.put("done", len(rows))
 
 
+# --- stage: kv_tier ---------------------------------------------------------------------
+
+
+def stage_kv_tier(args, log: StageLog) -> None:
+    from benchmarks import doc_qa
+    from benchmarks.gpu import kv_tier
+    from cluster.config import load_config
+    from deployments.tokens import PromptTokenizer
+
+    os.environ["LONGCTX_GPU_MODELS"] = str(args.models)
+    ensure_checkpoints(args.models, reduced=False)
+    config = load_config(args.kv_tier_profile)
+    model = kv_tier.MODELS["on"]
+    tokenizer = PromptTokenizer(model, config.models[model])
+    progress(f"writing {args.kv_tier_documents} documents of {args.document_tokens} tokens ...")
+    texts = [doc_qa.document_text(100 + i, args.document_tokens, tokenizer) for i in range(args.kv_tier_documents)]
+    measured = kv_tier.run(args, log, args.kv_tier_profile, texts)
+    summary = kv_tier.headline(config, measured)
+    for key, value in summary.items():
+        log.put(key, value)
+    kv_tier.plot(summary, args.results / "kv_tier.png")
+    progress(f"evicted TTFT: tier off {summary['evicted_ttft_s_tier_off']:.2f} s, tier on "
+             f"{summary['evicted_ttft_s_tier_on']:.2f} s; cold {summary['cold_ttft_s']:.2f} s")
+
+
 STAGES = {
     "checkpoints": lambda args, log: log.put("checkpoints_s", ensure_checkpoints(args.models)),
     "serve": stage_serve,
     "stock": stage_stock,
     "correctness": stage_correctness,
     "doc_qa": stage_doc_qa,
+    "kv_tier": stage_kv_tier,
     "summary": stage_summary,
 }
 
@@ -311,6 +340,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve-profile", type=Path, default=SERVE_PROFILE)
     parser.add_argument("--correctness-profile", type=Path, default=CORRECTNESS_PROFILE)
     parser.add_argument("--doc-qa-profile", type=Path, default=DOC_QA_PROFILE)
+    parser.add_argument("--kv-tier-profile", type=Path, default=KV_TIER_PROFILE)
+    parser.add_argument("--kv-tier-documents", type=int, default=4, help="working set, in documents")
+    parser.add_argument("--kv-tier-rounds", type=int, default=1, help="evicted + GPU-resident rounds")
+    parser.add_argument("--kv-tier-order", type=lambda s: s.split(","), default=["off", "on"])
     args = parser.parse_args(argv)
     return run_stage(STAGES, args, "benchmarks/gpu/validate.py", argv)
 

@@ -1,0 +1,160 @@
+"""KV tier on the GPU: questions on GPU-evicted documents, tier off vs tier on (issue 11).
+
+One cluster from benchmarks/profiles/kv-tier-h200.yaml serves the same
+checkpoint as two models, one pool each, on one H200: ``il25-tier-off``
+(GPU prefix cache only) and ``il25-tier-on`` (the same plus a 64 GiB native
+host-RAM tier). Each engine's GPU KV holds one 128k-token document.
+
+Per model, one after the other (never both at once, so they do not share
+the GPU's compute): every document's first question (cold), then rounds in
+which each document is asked again after the other documents have pushed it
+out of GPU memory (evicted) and once more straight away (GPU-resident).
+Time to first token is measured on the streaming documents API
+(``/v1/documents/{id}/ask``), as a QA front end sees it. The engines' own
+tier counters (``ray_vllm_external_prefix_cache_*``, ``ray_vllm_kv_offload_*``)
+are read from the cluster's metrics port at the end, to show where the
+evicted documents came from.
+
+Writes kv_tier.json (the issue's keys at the top level) and kv_tier.png.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks.gpu.harness import LocalCluster, progress
+
+MODELS = {"off": "il25-tier-off", "on": "il25-tier-on"}
+TIER_SERIES = ("ray_vllm_external_prefix_cache_queries_total", "ray_vllm_external_prefix_cache_hits_total",
+               "ray_vllm_kv_offload_load_bytes_total", "ray_vllm_kv_offload_store_bytes_total",
+               "ray_vllm_kv_offload_load_time_total", "ray_vllm_prefix_cache_hits_total")
+QUESTIONS = ("Which party carries the obligations in clause 4?", "Summarise the termination terms.",
+             "What are the payment deadlines?", "Who may audit the records?")
+
+
+def ask(client: httpx.Client, doc_id: str, model: str, question: str) -> dict:
+    """One streaming question; time to the first content chunk."""
+    started = time.perf_counter()
+    ttft = None
+    body = {"question": question, "model": model, "max_tokens": 8, "stream": True}
+    with client.stream("POST", f"/v1/documents/{doc_id}/ask", json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"ask failed: {response.status_code} {response.read()[:300]!r}")
+        for line in response.iter_lines():
+            if ttft is None and line.startswith("data: {") and '"content"' in line:
+                ttft = time.perf_counter() - started
+    return {"ttft_s": ttft, "total_s": time.perf_counter() - started,
+            "pool": response.headers.get("x-pool"), "replica": response.headers.get("x-replica")}
+
+
+def run_model(client: httpx.Client, model: str, doc_ids: list[str], rounds: int, log, key: str) -> dict:
+    """Cold, evicted and GPU-resident questions on one model's engine."""
+    asked: list[dict] = []
+
+    def one(kind: str, d: int, q: int) -> None:
+        row = {"kind": kind, "document": d, **ask(client, doc_ids[d], model, QUESTIONS[q % len(QUESTIONS)])}
+        asked.append(row)
+        log.append(f"questions_{key}", row)
+        progress(f"{model}: {kind} doc {d}: TTFT {row['ttft_s']:.3f} s")
+
+    started = time.perf_counter()
+    for d in range(len(doc_ids)):
+        one("cold", d, 0)
+    for r in range(rounds):
+        for d in range(len(doc_ids)):
+            one("evicted", d, 1 + 2 * r)  # the other documents were asked since: gone from GPU KV
+            one("gpu_warm", d, 2 + 2 * r)  # asked again at once: still in GPU KV
+    wall = time.perf_counter() - started
+
+    def median(kind: str) -> float:
+        return statistics.median(a["ttft_s"] for a in asked if a["kind"] == kind)
+
+    return {"model": model, "cold_ttft_s": median("cold"), "evicted_ttft_s": median("evicted"),
+            "gpu_warm_ttft_s": median("gpu_warm"), "questions": len(asked),
+            "questions_per_s": len(asked) / wall, "pools": sorted({a["pool"] for a in asked})}
+
+
+def tier_metrics(metrics_url: str, timeout_s: float = 30.0) -> dict[str, float]:
+    """The engines' tier counters summed per series and model, once Ray has exported them."""
+    deadline = time.monotonic() + timeout_s
+    found: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        found = {}
+        for line in httpx.get(metrics_url, timeout=10).text.splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in TIER_SERIES:
+                model = line.split('model_name="', 1)[1].split('"', 1)[0] if 'model_name="' in line else ""
+                found[f"{name}{{{model}}}"] = found.get(f"{name}{{{model}}}", 0.0) + float(line.rsplit(" ", 1)[1])
+        if any("kv_offload_load_bytes" in k for k in found):
+            break
+        time.sleep(2)  # Ray exports engine metrics every few seconds: poll until the loads show
+    return found
+
+
+def run(args, log, profile: Path, texts: list[str]) -> dict:
+    with LocalCluster(profile) as cluster:
+        log.put("startup_s", round(cluster.startup_s, 1))
+        with httpx.Client(base_url=cluster.url, timeout=1800) as client:
+            doc_ids, doc_tokens = [], []
+            for text in texts:
+                response = client.post("/v1/documents", json={"text": text})
+                response.raise_for_status()
+                doc = response.json()
+                doc_ids.append(doc["id"])
+                doc_tokens.append(doc["tokens"][MODELS["on"]])
+            log.put("document_tokens", doc_tokens)
+            by_tier = {}
+            for key in args.kv_tier_order:
+                by_tier[key] = run_model(client, MODELS[key], doc_ids, args.kv_tier_rounds, log, key)
+                log.put(f"tier_{key}", by_tier[key])
+        log.put("engine_tier_metrics", tier_metrics(f"http://127.0.0.1:{cluster.metrics_port}/metrics"))
+        log.put("replica_restarts", cluster.replica_restarts())
+    return {"document_tokens": doc_tokens, **{f"tier_{k}": v for k, v in by_tier.items()}}
+
+
+def headline(config, measured: dict) -> dict:
+    """The issue's keys: cold and GPU-resident from the tier-off engine (the tier plays no part there)."""
+    from cluster.planner.architecture import resolve_architecture
+
+    pool = next(p for p in config.pools if p.kv_tier is None)
+    arch = resolve_architecture(pool.model, config.models[pool.model])
+    per_token = arch.kv_bytes_per_token(arch.kv_heads_per_rank(1), 2)
+    doc_tokens = statistics.median(measured["document_tokens"])
+    off, on = measured["tier_off"], measured["tier_on"]
+    return {
+        "doc_tokens": doc_tokens,
+        "working_set_docs": len(measured["document_tokens"]),
+        "gpu_kv_docs": int(pool.engine.extra["kv_cache_memory_bytes"] // per_token // doc_tokens),
+        "cold_ttft_s": off["cold_ttft_s"],
+        "gpu_warm_ttft_s": off["gpu_warm_ttft_s"],
+        "evicted_ttft_s_tier_off": off["evicted_ttft_s"],
+        "evicted_ttft_s_tier_on": on["evicted_ttft_s"],
+        "questions_per_s_tier_off": off["questions_per_s"],
+        "questions_per_s_tier_on": on["questions_per_s"],
+        "evicted_on_over_cold": on["evicted_ttft_s"] / off["cold_ttft_s"],
+        "goal": "evicted_ttft_s_tier_on <= 0.10 x cold_ttft_s",
+    }
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = ["cold", "GPU-resident", "evicted,\ntier off", "evicted,\ntier on"]
+    values = [summary["cold_ttft_s"], summary["gpu_warm_ttft_s"], summary["evicted_ttft_s_tier_off"],
+              summary["evicted_ttft_s_tier_on"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bars = ax.bar(labels, values, color=["#999999", "#4c72b0", "#dd8452", "#55a868"])
+    ax.bar_label(bars, labels=[f"{v:.2f} s" for v in values])
+    ax.set_yscale("log")
+    ax.set_ylabel("time to first token (s, log)")
+    ax.set_title(f"{summary['doc_tokens'] / 1000:.0f}k-token documents, working set "
+                 f"{summary['working_set_docs']} docs, GPU KV {summary['gpu_kv_docs']} doc (H200)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
