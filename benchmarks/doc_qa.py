@@ -241,7 +241,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax1.set_xticks(list(x), names)
     ax1.set_ylabel("median TTFT (s)")
     ax1.set_yscale("log")
-    ax1.legend()
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     doc_tokens = statistics.median(t for row in rows for t in row["document_tokens"])
     ax1.set_title(f"Time to first token, {doc_tokens / 1000:.0f}k-token documents")
     ax2.bar(list(x), [100 * r["follow_ups_on_holding_replica"] for r in rows])

@@ -153,6 +153,7 @@ def plot(summary: dict, path: Path) -> None:
     bars = ax.bar(labels, values, color=["#999999", "#4c72b0", "#dd8452", "#55a868"])
     ax.bar_label(bars, labels=[f"{v:.2f} s" for v in values])
     ax.set_yscale("log")
+    ax.set_ylim(top=max(values) * 2)  # room for the labels above the tallest bar
     ax.set_ylabel("time to first token (s, log)")
     ax.set_title(f"{summary['doc_tokens'] / 1000:.0f}k-token documents, working set "
                  f"{summary['working_set_docs']} docs, GPU KV {summary['gpu_kv_docs']} doc (H200)")

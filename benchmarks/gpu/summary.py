@@ -6,6 +6,11 @@ import json
 import statistics
 
 
+KV_TIER_KEYS = ("doc_tokens", "working_set_docs", "gpu_kv_docs", "cold_ttft_s", "gpu_warm_ttft_s",
+                "evicted_ttft_s_tier_off", "evicted_ttft_s_tier_on", "questions_per_s_tier_off",
+                "questions_per_s_tier_on", "evicted_on_over_cold")
+
+
 def stage_summary(args, _log=None) -> None:
     results = args.results
 
@@ -14,6 +19,7 @@ def stage_summary(args, _log=None) -> None:
         return json.loads(path.read_text()) if path.exists() else {}
 
     serve_, stock, correct, qa = read("serve"), read("stock"), read("correctness"), read("doc_qa")
+    tier = read("kv_tier")
     v = serve_.get("versions") or stock.get("versions") or correct.get("versions") or {}
     agreement = correct.get("agreement", [])
     floor = min((a["max_abs_diff"] for a in agreement if a["pool"] == "il25-short"), default=None)
@@ -31,7 +37,7 @@ def stage_summary(args, _log=None) -> None:
     summary = {
         "gpu": v.get("gpu"), "ray": v.get("ray"), "vllm": v.get("vllm"), "torch": v.get("torch"),
         "python": v.get("python"),
-        "command": "python benchmarks/gpu/validate.py {checkpoints,serve,stock,correctness,doc_qa} "
+        "command": "python benchmarks/gpu/validate.py {checkpoints,serve,stock,correctness,doc_qa,kv_tier} "
                    "--results benchmarks/results/gpu (each stage on the H200 via benchmarks/gpu/device.sh; README, Measured on a GPU)",
         "long_pool_max_tokens": max((p["band"][1] for p in serve_.get("pools", {}).values()), default=None),
         "routing": serve_.get("routing"),
@@ -50,6 +56,9 @@ def stage_summary(args, _log=None) -> None:
             "warm_p90_s": r["warm_ttft_s_p90"], "affinity": r["follow_ups_on_holding_replica"],
             "questions_per_s": r["questions_per_s"], "cold_over_warm": r["cold_over_warm"],
         } for r in qa.get("results", [])],
+        "doc_qa_not_measured": qa.get("not_measured"),
+        # Issue 11's headline (kv_tier.json has the per-question detail).
+        "kv_tier": {k: tier[k] for k in KV_TIER_KEYS if k in tier} or None,
     }
     (results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if qa.get("results"):

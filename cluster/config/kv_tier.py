@@ -72,7 +72,9 @@ PINNED_OVERHEAD_GIB = 1
 # reload estimate. PCIe Gen5 x16 moves ~50 GB/s of large pinned copies (the
 # figure vLLM's offloading blog quotes); the connector copies many block-sized
 # pieces (64 KiB per layer and 16-token block for InternLM2.5 on one GPU), so
-# half of that is the planning default. Gen4 hosts: ~12.
+# half of that is the planning default. Gen4 hosts: ~12. Measured on an H200
+# (PCIe Gen5, vLLM 0.26, benchmarks/results/gpu/kv_tier.json): 46.8 GB/s of
+# copy time, so the default is conservative there.
 DEFAULT_HOST_TO_GPU_GB_S = 25.0
 
 
