@@ -88,6 +88,10 @@ class ClusterConfig(StrictModel):
             return own
         return self.ingress.stream_heartbeat_s if stream else self.ingress.nonstream_heartbeat_s
 
+    def heartbeat_frame(self, pool_name: str) -> str:
+        """What the pool's streaming heartbeat sends (comment or blank), its own or the ingress default."""
+        return self.pool(pool_name).stream_heartbeat_frame or self.ingress.stream_heartbeat_frame
+
     def pool(self, name: str) -> PoolConfig:
         for pool in self.pools:
             if pool.name == name:
