@@ -20,8 +20,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_bench(base_url: str, model: str, tokenizer: Path, result_dir: Path, *, input_len: int, seed: int,
-              headers: dict[str, str] | None = None, timeout_s: float = 120) -> dict:
-    """One streaming completion of a random ``input_len``-token prompt; the saved result JSON.
+              output_len: int = 1, prompts: int = 1, headers: dict[str, str] | None = None,
+              timeout_s: float = 120) -> dict:
+    """``prompts`` streaming completions of random ``input_len``-token
+    prompts, one at a time; the saved result JSON (per-request fields included).
 
     The ready check is off: it retries a failing request for ten minutes,
     and a failure is what some runs are meant to show. ``seed`` picks the
@@ -31,8 +33,8 @@ def run_bench(base_url: str, model: str, tokenizer: Path, result_dir: Path, *, i
     args = [
         "--backend", "openai", "--base-url", base_url, "--endpoint", "/v1/completions",
         "--model", model, "--tokenizer", str(tokenizer),
-        "--dataset-name", "random", "--random-input-len", str(input_len), "--random-output-len", "4",
-        "--random-range-ratio", "0", "--num-prompts", "1", "--seed", str(seed), "--temperature", "0",
+        "--dataset-name", "random", "--random-input-len", str(input_len), "--random-output-len", str(output_len),
+        "--random-range-ratio", "0", "--num-prompts", str(prompts), "--max-concurrency", "1", "--seed", str(seed), "--temperature", "0",
         "--ready-check-timeout-sec", "0", "--disable-tqdm",
         "--save-result", "--save-detailed", "--result-dir", str(result_dir), "--result-filename", "result.json",
     ]
