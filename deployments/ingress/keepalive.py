@@ -14,9 +14,9 @@ headers and keeps bytes flowing:
   data dispatches nothing in any SSE parser, yet it resets idle timers like
   any byte). ``blank`` exists because some clients mishandle comments:
   ``vllm bench serve`` 0.29 strips every network chunk before splitting on
-  blank lines, so a comment arriving alone loses its terminator and glues onto
-  every later event; a chunk of only a newline strips to nothing and is
-  skipped. The header's ``off`` sends no heartbeat at all;
+  blank lines, so a comment arriving alone loses its terminator and the next
+  event glues onto it and is lost; a chunk of only a newline strips to
+  nothing and is skipped. The header's ``off`` sends no heartbeat at all;
 * non-streaming (opt-in): one space at once and every heartbeat, then the
   JSON body; leading whitespace is valid JSON for every parser.
 
@@ -38,7 +38,7 @@ from typing import AsyncIterator, Callable, Literal
 from starlette.responses import StreamingResponse
 
 from cluster.config import ClusterConfig
-
+from cluster.config.ingress import HeartbeatFrame
 from deployments.errors import APIError, error_body
 from deployments.ingress.relay import json_payload, sse_body
 from deployments.metrics import RouterMetrics
@@ -64,7 +64,7 @@ def blank_line(_elapsed_s: float) -> str:
     return "\n"
 
 
-STREAM_FRAMES: dict[str, Callable[[float], str]] = {"comment": prefill_comment, "blank": blank_line}
+STREAM_FRAMES: dict[HeartbeatFrame, Callable[[float], str]] = {"comment": prefill_comment, "blank": blank_line}
 
 
 def heartbeat_choice(value: str | None) -> HeartbeatChoice | None:
@@ -83,7 +83,7 @@ class Heartbeat:
     """One request's keep-alive: every ``interval_s`` (0: off), as ``frame`` when streaming."""
 
     interval_s: float
-    frame: str = "comment"
+    frame: HeartbeatFrame = "comment"
 
 
 def request_heartbeat(cluster: ClusterConfig, pool: str, *, stream: bool,
