@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from cluster.config.base import StrictModel
 from cluster.config.documents import DocumentsConfig
-from cluster.config.ingress import IngressConfig
+from cluster.config.ingress import HeartbeatFrame, IngressConfig
 from cluster.config.model import ModelConfig
 from cluster.config.pool import PoolConfig
 
@@ -107,6 +107,10 @@ class ClusterConfig(StrictModel):
         if own is not None:
             return own
         return self.ingress.stream_heartbeat_s if stream else self.ingress.nonstream_heartbeat_s
+
+    def heartbeat_frame(self, pool_name: str) -> HeartbeatFrame:
+        """What the pool's streaming heartbeat sends (comment or blank), its own or the ingress default."""
+        return self.pool(pool_name).stream_heartbeat_frame or self.ingress.stream_heartbeat_frame
 
     def pool(self, name: str) -> PoolConfig:
         for pool in self.pools:

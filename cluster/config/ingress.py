@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from cluster.config.base import StrictModel
+
+# How a streaming keep-alive looks on the wire: an SSE comment line (visible in
+# curl) or a bare newline, for clients whose SSE parsers mishandle comments.
+HeartbeatFrame = Literal["comment", "blank"]
 
 
 class AuthConfig(StrictModel):
@@ -37,6 +43,13 @@ class IngressConfig(StrictModel):
         "committed (200, text/event-stream) and gets an SSE comment `: prefill <elapsed>s` every "
         "heartbeat until its first token, so proxies that close idle connections (ALB/nginx 60 s, "
         "Envoy 300 s) keep it open. 0 turns it off. Pools may override it.",
+    )
+    stream_heartbeat_frame: HeartbeatFrame = Field(
+        default="comment",
+        description="What a streaming heartbeat sends: `comment` (`: prefill <elapsed>s` and a blank "
+        "line) or `blank` (a bare newline, which every SSE parser skips; for clients that mishandle "
+        "comments, e.g. `vllm bench serve` 0.29). A request's `x-stream-heartbeat` header "
+        "(comment, blank or off) overrides it. Pools may override it.",
     )
     nonstream_heartbeat_s: float = Field(
         default=0.0,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from cluster.config.base import StrictModel
+from cluster.config.ingress import HeartbeatFrame
 from cluster.config.kv_tier import KVTierConfig
 
 
@@ -140,6 +141,11 @@ class PoolConfig(StrictModel):
         ge=0,
         description="Streaming keep-alive of this pool (seconds; 0 = off). Default: "
         "ingress.stream_heartbeat_s.",
+    )
+    stream_heartbeat_frame: HeartbeatFrame | None = Field(
+        default=None,
+        description="What this pool's streaming heartbeat sends (comment or blank). Default: "
+        "ingress.stream_heartbeat_frame.",
     )
     nonstream_heartbeat_s: float | None = Field(
         default=None,

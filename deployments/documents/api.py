@@ -33,6 +33,7 @@ from deployments.documents.records import Document, DocumentMeta
 from deployments.documents.store import DocumentStore
 from deployments.documents.warm import Warmer, WarmBody
 from deployments.errors import APIError
+from deployments.ingress.keepalive import HEARTBEAT_HEADER, heartbeat_choice
 from deployments.ingress.request_path import RequestPath, ServerTimings
 from deployments.routing.bands import NoPoolFits
 from deployments.schemas import StreamOptions
@@ -238,6 +239,7 @@ class DocumentService:
     # --- ask ---------------------------------------------------------------
 
     async def ask(self, request: Request, doc_id: str, body: AskBody) -> Response:
+        heartbeat = heartbeat_choice(request.headers.get(HEARTBEAT_HEADER))
         questions = body.all_questions()
         if len(questions) > self._max_questions:
             raise APIError(422, f"{len(questions)} questions in one call; the limit is {self._max_questions}",
@@ -257,7 +259,8 @@ class DocumentService:
             self._path.engine_request(model, d, ids, body.sampling())
             for d, ids in zip(decisions, prompts)
         ]
-        return await self._path.dispatch_many(decisions, requests, timings, document_key=meta.affinity_key)
+        return await self._path.dispatch_many(decisions, requests, timings, document_key=meta.affinity_key,
+                                              heartbeat=heartbeat)
 
     async def _prefix_ids(self, request: Request, meta: DocumentMeta, model: str) -> list[int]:
         """The stored prefix ids; counted now (once) if the upload skipped this model."""

@@ -6,9 +6,17 @@ engine has not answered within its heartbeat (``stream_heartbeat_s``,
 ``nonstream_heartbeat_s``), the ingress commits ``200`` with the pool's
 headers and keeps bytes flowing:
 
-* streaming: an SSE comment ``: prefill <elapsed>s`` at once and every
-  heartbeat until the first token, then the engine's stream as usual; SSE
-  parsers ignore comment lines;
+* streaming: a frame at once and every heartbeat until the first token, then
+  the engine's stream as usual. The frame is the pool's
+  ``stream_heartbeat_frame`` or the request's ``x-stream-heartbeat`` header:
+  ``comment`` (an SSE comment ``: prefill <elapsed>s``, which SSE parsers
+  ignore and curl shows) or ``blank`` (a bare newline: a blank line with no
+  data dispatches nothing in any SSE parser, yet it resets idle timers like
+  any byte). ``blank`` exists because some clients mishandle comments:
+  ``vllm bench serve`` 0.29 strips every network chunk before splitting on
+  blank lines, so a comment arriving alone loses its terminator and the next
+  event glues onto it and is lost; a chunk of only a newline strips to
+  nothing and is skipped. The header's ``off`` sends no heartbeat at all;
 * non-streaming (opt-in): one space at once and every heartbeat, then the
   JSON body; leading whitespace is valid JSON for every parser.
 
@@ -24,10 +32,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable, Literal
 
 from starlette.responses import StreamingResponse
 
+from cluster.config import ClusterConfig
+from cluster.config.ingress import HeartbeatFrame
 from deployments.errors import APIError, error_body
 from deployments.ingress.relay import json_payload, sse_body
 from deployments.metrics import RouterMetrics
@@ -39,16 +50,65 @@ PENDING_REPLICA = "pending"
 DONE = "data: [DONE]\n\n"
 
 
+# The request header that picks a streaming request's heartbeat.
+HEARTBEAT_HEADER = "x-stream-heartbeat"
+HEARTBEAT_CHOICES = ("comment", "blank", "off")
+HeartbeatChoice = Literal["comment", "blank", "off"]
+
+
 def prefill_comment(elapsed_s: float) -> str:
     return f": prefill {elapsed_s:.1f}s\n\n"
 
 
-def committed_response(task: asyncio.Future, *, heartbeat_s: float, started: float, stream: bool, chat: bool,
+def blank_line(_elapsed_s: float) -> str:
+    return "\n"
+
+
+STREAM_FRAMES: dict[HeartbeatFrame, Callable[[float], str]] = {"comment": prefill_comment, "blank": blank_line}
+
+
+def heartbeat_choice(value: str | None) -> HeartbeatChoice | None:
+    """A request's ``x-stream-heartbeat`` header, checked; None when it has none."""
+    if value is None:
+        return None
+    choice = value.strip().lower()
+    if choice not in HEARTBEAT_CHOICES:
+        raise APIError(400, f"header {HEARTBEAT_HEADER} must be one of {', '.join(HEARTBEAT_CHOICES)}; "
+                            f"got {value!r}", code="invalid_header", param=HEARTBEAT_HEADER)
+    return choice  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """One request's keep-alive: every ``interval_s`` (0: off), as ``frame`` when streaming."""
+
+    interval_s: float
+    frame: HeartbeatFrame = "comment"
+
+
+def request_heartbeat(cluster: ClusterConfig, pool: str, *, stream: bool,
+                      choice: HeartbeatChoice | None) -> Heartbeat:
+    """The pool's heartbeat, with a streaming request's header over the pool's frame.
+
+    The header picks only the look or ``off``, never the interval: a pool
+    with the heartbeat off stays off. Non-streaming requests ignore it (their
+    frame is whitespace, valid for every JSON parser).
+    """
+    interval = cluster.heartbeat_s(pool, stream=stream)
+    if not stream:
+        return Heartbeat(interval)
+    if choice == "off":
+        return Heartbeat(0.0)
+    return Heartbeat(interval, choice or cluster.heartbeat_frame(pool))
+
+
+def committed_response(task: asyncio.Future, *, heartbeat: Heartbeat, started: float, stream: bool, chat: bool,
                        headers: dict[str, str], metrics: RouterMetrics) -> StreamingResponse:
     """A 200 committed before ``task`` (the engine calls' start) has finished."""
+    heartbeat_s = heartbeat.interval_s
     if stream:
-        return StreamingResponse(_sse(task, heartbeat_s, started, chat), media_type="text/event-stream",
-                                 headers=headers)
+        return StreamingResponse(_sse(task, heartbeat_s, started, chat, STREAM_FRAMES[heartbeat.frame]),
+                                 media_type="text/event-stream", headers=headers)
     return StreamingResponse(_json(task, heartbeat_s, started, chat, metrics), media_type="application/json",
                              headers=headers)
 
@@ -76,10 +136,11 @@ def _failure_body(task: asyncio.Future) -> dict | None:
     return None
 
 
-async def _sse(task: asyncio.Future, heartbeat_s: float, started: float, chat: bool) -> AsyncIterator[str]:
+async def _sse(task: asyncio.Future, heartbeat_s: float, started: float, chat: bool,
+               frame: Callable[[float], str]) -> AsyncIterator[str]:
     handed_off = False
     try:
-        async for text in _beats(task, heartbeat_s, started, prefill_comment):
+        async for text in _beats(task, heartbeat_s, started, frame):
             yield text
         failure = _failure_body(task)
         if failure is not None:

@@ -23,7 +23,7 @@ from starlette.responses import Response
 from cluster.config import ClusterConfig
 from deployments.errors import APIError
 from deployments.ingress.health import HEALTH_POLL_S, PoolHealth
-from deployments.ingress.keepalive import PENDING_REPLICA, committed_response
+from deployments.ingress.keepalive import PENDING_REPLICA, HeartbeatChoice, committed_response, request_heartbeat
 from deployments.ingress.relay import POOL_HEADER, REPLICA_HEADER, EngineCall, respond
 from deployments.metrics import RouterMetrics
 from deployments.replica_tag import read_replica_tag
@@ -125,12 +125,16 @@ class RequestPath:
             **sampling,
         )
 
-    async def dispatch(self, decision: RouteDecision, request, timings: ServerTimings, *, chat: bool) -> Response:
-        """One prompt, answered as a chat completion (``chat``) or a completion."""
-        return await self._answer([decision], [request], timings, chat=chat, document_key=None)
+    async def dispatch(self, decision: RouteDecision, request, timings: ServerTimings, *, chat: bool,
+                       heartbeat: HeartbeatChoice | None = None) -> Response:
+        """One prompt, answered as a chat completion (``chat``) or a completion;
+        ``heartbeat`` is the request's ``x-stream-heartbeat`` choice, if any."""
+        return await self._answer([decision], [request], timings, chat=chat, document_key=None,
+                                  heartbeat=heartbeat)
 
     async def dispatch_many(
-        self, decisions: list[RouteDecision], requests: list, timings: ServerTimings, *, document_key: str | None
+        self, decisions: list[RouteDecision], requests: list, timings: ServerTimings, *, document_key: str | None,
+        heartbeat: HeartbeatChoice | None = None,
     ) -> Response:
         """Several prompts answered as one chat completion, choice i for prompt i.
 
@@ -142,7 +146,8 @@ class RequestPath:
             # vLLM needs a distinct id per sequence; by default all would get
             # the HTTP request's.
             request.request_id = f"{base_id}-{index}"
-        return await self._answer(decisions, requests, timings, chat=True, document_key=document_key)
+        return await self._answer(decisions, requests, timings, chat=True, document_key=document_key,
+                                  heartbeat=heartbeat)
 
     async def prefill(self, decision: RouteDecision, request, *, document_key: str | None,
                       on_replica: Callable[[str], None] | None = None) -> str:
@@ -161,7 +166,7 @@ class RequestPath:
         return call.replica
 
     async def _answer(self, decisions: list[RouteDecision], requests: list, timings: ServerTimings, *,
-                      chat: bool, document_key: str | None) -> Response:
+                      chat: bool, document_key: str | None, heartbeat: HeartbeatChoice | None) -> Response:
         """Start the engine calls; answer as usual if they produce their first
         item within the pool's heartbeat, else commit a 200 and keep the
         connection alive until they do (deployments/ingress/keepalive.py)."""
@@ -169,9 +174,9 @@ class RequestPath:
         replicas: dict[int, str] = {}
         task = asyncio.ensure_future(self._start_all(decisions, requests, timings, document_key, replicas))
         stream = bool(requests[0].stream)
-        heartbeat = self.cluster.heartbeat_s(decisions[0].pool.name, stream=stream)
+        beat = request_heartbeat(self.cluster, decisions[0].pool.name, stream=stream, choice=heartbeat)
         try:
-            done, _ = await asyncio.wait({task}, timeout=heartbeat or None)
+            done, _ = await asyncio.wait({task}, timeout=beat.interval_s or None)
         except BaseException:
             task.cancel()  # the client left: the start's cleanup stops the engine
             raise
@@ -183,7 +188,7 @@ class RequestPath:
             "x-prompt-tokens": ",".join(str(d.prompt_tokens) for d in decisions),
             "server-timing": timings.header(),
         }
-        return committed_response(task, heartbeat_s=heartbeat, started=started, stream=stream, chat=chat,
+        return committed_response(task, heartbeat=beat, started=started, stream=stream, chat=chat,
                                   headers=headers, metrics=self._metrics)
 
     async def _start_all(self, decisions: list[RouteDecision], requests: list, timings: ServerTimings,

@@ -19,6 +19,7 @@ from deployments.documents.api import DocumentService
 from deployments.documents.backends.factory import open_store
 from deployments.errors import APIError
 from deployments.ingress.health import PoolHealth
+from deployments.ingress.keepalive import HeartbeatChoice
 from deployments.ingress.request_path import RequestPath, ServerTimings
 from deployments.metrics import RouterMetrics
 from deployments.routing.admission import AdmissionController
@@ -78,7 +79,7 @@ class Ingress:
 
     # --- engine requests ---------------------------------------------------
 
-    async def chat(self, body: ChatCompletionBody, state) -> Response:
+    async def chat(self, body: ChatCompletionBody, state, heartbeat: HeartbeatChoice | None = None) -> Response:
         timings = ServerTimings()
         tokenizer = self.path.tokenizer_for(body.model, state)
         messages = body.message_dicts()
@@ -93,9 +94,10 @@ class Ingress:
         decision = self.path.route(body.model, len(prompt_ids), body.max_tokens, timings)
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
         request = self.path.engine_request(body.model, decision, prompt_ids, body.engine_sampling(), logprobs)
-        return await self.path.dispatch(decision, request, timings, chat=True)
+        return await self.path.dispatch(decision, request, timings, chat=True, heartbeat=heartbeat)
 
-    async def completions(self, body: CompletionBody, state) -> Response:
+    async def completions(self, body: CompletionBody, state,
+                          heartbeat: HeartbeatChoice | None = None) -> Response:
         timings = ServerTimings()
         tokenizer = self.path.tokenizer_for(body.model, state)
         started = time.perf_counter()
@@ -117,7 +119,7 @@ class Ingress:
         request = self.path.engine_request(body.model, decision, prompt_ids, body.engine_sampling(), body.logprobs)
         if body.echo:
             request.echo = True
-        return await self.path.dispatch(decision, request, timings, chat=False)
+        return await self.path.dispatch(decision, request, timings, chat=False, heartbeat=heartbeat)
 
 
 def _pool_view(cluster: ClusterConfig) -> list[dict[str, Any]]:

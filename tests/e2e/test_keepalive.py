@@ -87,10 +87,14 @@ def test_without_heartbeat_the_same_client_times_out(cluster, http):
                 pass
 
 
-def test_openai_client_streams_through_the_comments(openai_client, il25_long_prefill_s):
+@pytest.mark.parametrize("frame, seed", [("comment", 1604), ("blank", 1606)])
+def test_openai_client_streams_through_the_heartbeats(openai_client, il25_long_prefill_s, frame, seed):
+    # Its read timeout is shorter than the prefill: only the heartbeats, of
+    # either frame, keep it from timing out.
     stream = openai_client.completions.create(
-        model=IL25, prompt=random_prompt(9000, seed=1604), max_tokens=4, temperature=0, stream=True,
+        model=IL25, prompt=random_prompt(9000, seed=seed), max_tokens=4, temperature=0, stream=True,
         timeout=httpx.Timeout(30, read=il25_long_prefill_s * TIMEOUT_SHARE),
+        extra_headers={"x-stream-heartbeat": frame},
     )
     chunks = list(stream)
     assert chunks and all(c.object == "text_completion" for c in chunks)

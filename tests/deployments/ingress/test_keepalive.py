@@ -180,3 +180,60 @@ def test_nonstream_keepalive_is_off_by_default(demo_models, tmp_path):
     client, handle = _client(demo_models, tmp_path, [f"pools.{POOL}.request_timeout_s=0.5"])
     handle.delay_s = 2
     assert _post(client, stream=False).status_code == 504
+
+
+def _post_with(client, heartbeat: str):
+    return client.post("/v1/completions", headers={"x-stream-heartbeat": heartbeat},
+                       json={"model": IL25, "prompt": LONG_PROMPT, "max_tokens": 4, "stream": True})
+
+
+def test_blank_header_beats_with_bare_newlines(beating):
+    client, handle = beating
+    handle.delay_s = 0.55
+    response = _post_with(client, "blank")
+    assert response.status_code == 200 and response.headers["x-replica"] == REPLICA
+    head, _, tail = response.text.partition("data: ")
+    assert len(head) >= 3 and set(head) == {"\n"}, repr(head)
+    assert '"text": "hi"' in tail and response.text.endswith("data: [DONE]\n\n")
+
+
+def test_blank_frame_from_the_pool_config(demo_models, tmp_path):
+    client, handle = _client(demo_models, tmp_path, [f"pools.{POOL}.stream_heartbeat_s=0.1",
+                                                     f"pools.{POOL}.stream_heartbeat_frame=blank"])
+    handle.delay_s = 0.55
+    head, _, _ = _post(client, stream=True).text.partition("data: ")
+    assert len(head) >= 3 and set(head) == {"\n"}, repr(head)
+    # The header still picks comments for one request.
+    head, _, _ = _post_with(client, "comment").text.partition("data: ")
+    assert head.startswith(": prefill ")
+
+
+def test_off_header_sends_nothing_before_the_first_token(beating):
+    client, handle = beating
+    handle.delay_s = 0.55
+    response = _post_with(client, "off")
+    assert response.status_code == 200
+    assert response.text.startswith("data: ") and response.text.endswith("data: [DONE]\n\n")
+
+
+def test_off_header_keeps_errors_as_status(beating):
+    client, handle = beating
+    handle.delay_s = 5  # past the pool's request_timeout_s of 2 s
+    response = _post_with(client, "off")
+    assert response.status_code == 504 and response.json()["error"]["code"] == "timeout"
+
+
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions", "/v1/documents/doc-none/ask"])
+def test_invalid_heartbeat_header_is_a_400_before_any_engine_call(beating, path):
+    client, handle = beating
+    body = {"model": IL25, "stream": True, "prompt": LONG_PROMPT,
+            "messages": [{"role": "user", "content": "hi"}], "question": "why?"}
+    keys = {"/v1/completions": ("model", "stream", "prompt"),
+            "/v1/chat/completions": ("model", "stream", "messages"),
+            "/v1/documents/doc-none/ask": ("model", "stream", "question")}[path]
+    response = client.post(path, headers={"x-stream-heartbeat": "sometimes"}, json={k: body[k] for k in keys})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "x-stream-heartbeat" and error["code"] == "invalid_header"
+    assert "comment, blank, off" in error["message"]
+    assert handle.streams == []
