@@ -20,7 +20,6 @@ Writes benchmarks/results/ingress_overhead.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import sys
@@ -32,6 +31,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.gpu.harness import DirectPool  # noqa: E402
 from tests.support.ports import free_loopback_port  # noqa: E402
 
 MODEL = "internlm2_5-7b-chat-1m"
@@ -70,7 +70,6 @@ def main() -> int:
     args = parser.parse_args()
 
     from ray import serve
-    from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest
 
     from cluster.cli import APP_NAME, start_cluster
     from cluster.config import load_config, profile_path
@@ -125,21 +124,14 @@ def main() -> int:
         messages = [{"role": "user", "content": text}]
         ids = tokenizer.chat_ids(messages)
         pool = next(p for p in config.pools_of(MODEL) if len(ids) + 1 <= p.max_tokens)
-        handle = serve.get_deployment_handle(pool_deployment_name(pool.name), app_name=APP_NAME).options(stream=True)
-
-        async def direct_once():
-            request = CompletionRequest(model=MODEL, prompt=ids, max_tokens=1, add_special_tokens=False)
-            async for _ in handle.completions.remote(request, None):
-                pass
+        direct_pool = DirectPool(pool_deployment_name(pool.name), APP_NAME, MODEL)
 
         via_ingress, direct = [], []
         body = {"model": MODEL, "messages": messages, "max_tokens": 1}
         # Interleave so drift in the engine (caches, warm-up) hits both alike;
         # the first round warms up and is dropped.
         for i in range(args.repeats + 1):
-            t0 = time.perf_counter()
-            asyncio.run(direct_once())
-            d = time.perf_counter() - t0
+            d = direct_pool.complete(ids)
             t0 = time.perf_counter()
             response = client.post("/v1/chat/completions", json=body)
             v = time.perf_counter() - t0
@@ -149,6 +141,7 @@ def main() -> int:
                 via_ingress.append(v)
             progress(f"overhead {size:>6,} tokens ({pool.name}): run {i}/{args.repeats} "
                      f"direct {d * 1000:.0f} ms, ingress {v * 1000:.0f} ms")
+        direct_pool.close()
         results["overhead_vs_direct"].append({
             "prompt_tokens": len(ids),
             "pool": pool.name,

@@ -49,6 +49,7 @@ KV_TIER_PROFILE = REPO / "benchmarks" / "profiles" / "kv-tier-h200.yaml"
 
 from benchmarks.gpu.harness import (  # noqa: E402
     FULL_CHECKPOINT,
+    DirectPool,
     MODEL,
     LocalCluster,
     StageLog,
@@ -66,10 +67,7 @@ from benchmarks.gpu.summary import stage_summary  # noqa: E402
 
 
 def stage_serve(args, log: StageLog) -> None:
-    import asyncio
-
     import httpx
-    from ray import serve
 
     from cluster.cli import APP_NAME
     from deployments.engines import pool_deployment_name
@@ -102,21 +100,11 @@ def stage_serve(args, log: StageLog) -> None:
         stream_completion(client, {"model": MODEL, "prompt": random_ids(1024, seed=2), "max_tokens": 1})
 
         # (c2) Our path vs the engine, 1k-token prompts, interleaved, each cold.
-        handle = serve.get_deployment_handle(pool_deployment_name(short.name), app_name=APP_NAME).options(
-            stream=True)
-        from ray.llm._internal.serve.core.configs.openai_api_models import CompletionRequest
-
-        async def direct(ids):
-            request = CompletionRequest(model=MODEL, prompt=ids, max_tokens=1, add_special_tokens=False)
-            async for _ in handle.completions.remote(request, None):
-                pass
-
+        direct = DirectPool(pool_deployment_name(short.name), APP_NAME, MODEL)
         ours, engine = [], []
         for i in range(args.overhead_repeats + 2):
             ids_a, ids_b = random_ids(1024, seed=1000 + 2 * i), random_ids(1024, seed=1001 + 2 * i)
-            t0 = time.perf_counter()
-            asyncio.run(direct(ids_a))
-            d = time.perf_counter() - t0
+            d = direct.complete(ids_a)
             t0 = time.perf_counter()
             response = client.post("/v1/completions", json={"model": MODEL, "prompt": ids_b, "max_tokens": 1})
             o = time.perf_counter() - t0
@@ -124,12 +112,14 @@ def stage_serve(args, log: StageLog) -> None:
             if i >= 2:  # the first rounds warm both paths up
                 engine.append(d * 1000)
                 ours.append(o * 1000)
+        direct.close()
         log.put("short_overhead", {
             "prompt_tokens": 1024, "repeats": len(ours),
             "ours_ms": statistics.median(ours), "engine_ms": statistics.median(engine),
             "ratio": statistics.median(ours) / statistics.median(engine),
             "ours_ms_all": ours, "engine_ms_all": engine,
             "engine_path": "Serve handle to the pool deployment from the driver (no HTTP proxy, no ingress)",
+            "serve_throughput_optimized": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED", "0"),
         })
         progress(f"short overhead: ours {statistics.median(ours):.1f} ms vs engine {statistics.median(engine):.1f} ms")
 
