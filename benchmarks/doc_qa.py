@@ -77,18 +77,20 @@ def document_text(index: int, tokens: int, tokenizer) -> str:
         count = int(count * 1.2)
 
 
-def ask_streaming(client: httpx.Client, doc_id: str, question: str) -> dict:
+def ask_streaming(client: httpx.Client, doc_id: str, question: str, model: str | None = None) -> dict:
+    """One streaming question (to ``model``, default the document's first); time to the first content chunk."""
     started = time.perf_counter()
     ttft = None
-    with client.stream("POST", f"/v1/documents/{doc_id}/ask",
-                       json={"question": question, "max_tokens": 8, "stream": True}) as response:
+    body = {"question": question, "max_tokens": 8, "stream": True, **({"model": model} if model else {})}
+    with client.stream("POST", f"/v1/documents/{doc_id}/ask", json=body) as response:
         if response.status_code != 200:
             raise RuntimeError(f"ask failed: {response.status_code} {response.read()[:300]!r}")
         replica = response.headers.get("x-replica", "")
         for line in response.iter_lines():
             if ttft is None and line.startswith("data: {") and '"content"' in line:
                 ttft = time.perf_counter() - started
-    return {"ttft_s": ttft, "total_s": time.perf_counter() - started, "replica": replica}
+    return {"ttft_s": ttft, "total_s": time.perf_counter() - started, "replica": replica,
+            "pool": response.headers.get("x-pool")}
 
 
 @contextmanager

@@ -212,6 +212,17 @@ def server_timing_ms(header: str | None) -> dict[str, float]:
 
 
 
+def stage_parser(doc: str | None, stages: dict):
+    """The arguments every stage script takes: the stage, its results folder, the checkpoints."""
+    import argparse  # only the stage scripts need it
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=list(stages))
+    parser.add_argument("--results", type=Path, required=True, help="folder of the stage JSONs")
+    parser.add_argument("--models", type=Path, default=Path("/root/models"), help="checkpoint folder")
+    return parser
+
+
 def run_stage(stages: dict, args, script: str, argv: list[str] | None, log_prefix: str = "") -> int:
     """Run ``args.stage`` of a stage script; every stage but ``summary`` gets a StageLog."""
     command = f"python {script} " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -26,29 +26,17 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.doc_qa import QUESTIONS, ask_streaming
 from benchmarks.gpu.harness import LocalCluster, progress
 
 MODELS = {"off": "il25-tier-off", "on": "il25-tier-on"}
-TIER_SERIES = ("ray_vllm_external_prefix_cache_queries_total", "ray_vllm_external_prefix_cache_hits_total",
-               "ray_vllm_kv_offload_load_bytes_total", "ray_vllm_kv_offload_store_bytes_total",
-               "ray_vllm_kv_offload_load_time_total", "ray_vllm_prefix_cache_hits_total")
-QUESTIONS = ("Which party carries the obligations in clause 4?", "Summarise the termination terms.",
-             "What are the payment deadlines?", "Who may audit the records?")
-
-
-def ask(client: httpx.Client, doc_id: str, model: str, question: str) -> dict:
-    """One streaming question; time to the first content chunk."""
-    started = time.perf_counter()
-    ttft = None
-    body = {"question": question, "model": model, "max_tokens": 8, "stream": True}
-    with client.stream("POST", f"/v1/documents/{doc_id}/ask", json=body) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"ask failed: {response.status_code} {response.read()[:300]!r}")
-        for line in response.iter_lines():
-            if ttft is None and line.startswith("data: {") and '"content"' in line:
-                ttft = time.perf_counter() - started
-    return {"ttft_s": ttft, "total_s": time.perf_counter() - started,
-            "pool": response.headers.get("x-pool"), "replica": response.headers.get("x-replica")}
+TIER_SERIES = ("ray_vllm_external_prefix_cache_queries", "ray_vllm_external_prefix_cache_hits",
+               "ray_vllm_kv_offload_load_bytes", "ray_vllm_kv_offload_store_bytes",
+               "ray_vllm_kv_offload_load_time", "ray_vllm_prefix_cache_hits")
+# The issue's figures (kv_tier.json's top level; summary.json carries them too).
+HEADLINE_KEYS = ("doc_tokens", "working_set_docs", "gpu_kv_docs", "cold_ttft_s", "gpu_warm_ttft_s",
+                 "evicted_ttft_s_tier_off", "evicted_ttft_s_tier_on", "questions_per_s_tier_off",
+                 "questions_per_s_tier_on", "evicted_on_over_cold")
 
 
 def run_model(client: httpx.Client, model: str, doc_ids: list[str], rounds: int, log, key: str) -> dict:
@@ -56,7 +44,8 @@ def run_model(client: httpx.Client, model: str, doc_ids: list[str], rounds: int,
     asked: list[dict] = []
 
     def one(kind: str, d: int, q: int) -> None:
-        row = {"kind": kind, "document": d, **ask(client, doc_ids[d], model, QUESTIONS[q % len(QUESTIONS)])}
+        row = {"kind": kind, "document": d,
+               **ask_streaming(client, doc_ids[d], QUESTIONS[q % len(QUESTIONS)], model=model)}
         asked.append(row)
         log.append(f"questions_{key}", row)
         progress(f"{model}: {kind} doc {d}: TTFT {row['ttft_s']:.3f} s")
@@ -80,15 +69,19 @@ def run_model(client: httpx.Client, model: str, doc_ids: list[str], rounds: int,
 
 def tier_metrics(metrics_url: str, timeout_s: float = 30.0) -> dict[str, float]:
     """The engines' tier counters summed per series and model, once Ray has exported them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     deadline = time.monotonic() + timeout_s
     found: dict[str, float] = {}
     while time.monotonic() < deadline:
         found = {}
-        for line in httpx.get(metrics_url, timeout=10).text.splitlines():
-            name = line.split("{", 1)[0].split(" ", 1)[0]
-            if name in TIER_SERIES:
-                model = line.split('model_name="', 1)[1].split('"', 1)[0] if 'model_name="' in line else ""
-                found[f"{name}{{{model}}}"] = found.get(f"{name}{{{model}}}", 0.0) + float(line.rsplit(" ", 1)[1])
+        for family in text_string_to_metric_families(httpx.get(metrics_url, timeout=10).text):
+            if family.name.removesuffix("_total") not in TIER_SERIES:  # counter or untyped
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    key = f"{sample.name}{{{sample.labels.get('model_name', '')}}}"
+                    found[key] = found.get(key, 0.0) + sample.value
         if any("kv_offload_load_bytes" in k for k in found):
             break
         time.sleep(2)  # Ray exports engine metrics every few seconds: poll until the loads show

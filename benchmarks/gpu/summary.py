@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 
-
-KV_TIER_KEYS = ("doc_tokens", "working_set_docs", "gpu_kv_docs", "cold_ttft_s", "gpu_warm_ttft_s",
-                "evicted_ttft_s_tier_off", "evicted_ttft_s_tier_on", "questions_per_s_tier_off",
-                "questions_per_s_tier_on", "evicted_on_over_cold")
+from benchmarks.gpu.kv_tier import HEADLINE_KEYS
 
 
 def stage_summary(args, _log=None) -> None:
@@ -58,7 +55,7 @@ def stage_summary(args, _log=None) -> None:
         } for r in qa.get("results", [])],
         "doc_qa_not_measured": qa.get("not_measured"),
         # Issue 11's headline (kv_tier.json has the per-question detail).
-        "kv_tier": {k: tier[k] for k in KV_TIER_KEYS if k in tier} or None,
+        "kv_tier": {k: tier[k] for k in HEADLINE_KEYS if k in tier} or None,
     }
     (results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if qa.get("results"):

@@ -50,6 +50,7 @@ from benchmarks.gpu.harness import (  # noqa: E402
     ensure_checkpoints,
     progress,
     run_stage,
+    stage_parser,
     random_ids,
     versions,
 )
@@ -333,10 +334,7 @@ STAGES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=list(STAGES))
-    parser.add_argument("--results", type=Path, required=True, help="folder of the stage JSONs")
-    parser.add_argument("--models", type=Path, default=Path("/root/models"), help="checkpoint folder")
+    parser = stage_parser(__doc__, STAGES)
     parser.add_argument("--profile", default=str(PROFILE), help="profile name or path (dry runs: cpu-demo)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="profile override")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="prompt tokens (ours, stock)")

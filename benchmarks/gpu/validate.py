@@ -55,6 +55,7 @@ from benchmarks.gpu.harness import (  # noqa: E402
     StageLog,
     ensure_checkpoints,
     run_stage,
+    stage_parser,
     progress,
     random_ids,
     server_timing_ms,
@@ -315,10 +316,7 @@ STAGES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=list(STAGES))
-    parser.add_argument("--results", type=Path, required=True, help="folder for the stage JSONs")
-    parser.add_argument("--models", type=Path, default=Path("/root/models"), help="checkpoint folder")
+    parser = stage_parser(__doc__, STAGES)
     parser.add_argument("--prefill-sizes", type=int, nargs="*", default=None)
     parser.add_argument("--overhead-repeats", type=int, default=30)
     parser.add_argument("--correctness-sizes", type=int, nargs="*", default=[8192, 300_000, 500_000])
