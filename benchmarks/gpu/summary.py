@@ -47,6 +47,11 @@ def stage_summary(args, _log=None) -> None:
                                   "native window, where both use the stock base: the bf16 noise floor)",
         "prefill": prefill,
         "short_overhead": {k: serve_.get("short_overhead", {}).get(k) for k in ("ours_ms", "engine_ms", "ratio")},
+        # Every c2 measurement, e.g. with and without RAY_SERVE_THROUGHPUT_OPTIMIZED.
+        "short_overhead_runs": [
+            {**{k: run.get(k) for k in ("ours_ms", "engine_ms", "ratio", "serve_throughput_optimized")},
+             "started": run.get("run", {}).get("started")}
+            for run in serve_.get("short_overhead_runs", [])] or None,
         "doc_qa": [{
             "router": r["router"], "doc_tokens": statistics.median(r["document_tokens"]),
             "cold_ttft_s": r["cold_ttft_s_median"], "warm_ttft_s": r["warm_ttft_s_median"],
