@@ -1,0 +1,32 @@
+"""benchmarks/results/gpu/summary.json is what the committed stage files fold into, with the issue's keys."""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from benchmarks.gpu.summary import stage_summary
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "gpu"
+
+
+def test_committed_summary_is_the_fold_of_the_stage_files(tmp_path, capsys):
+    for stage in ("serve", "stock", "correctness", "doc_qa", "kv_tier"):
+        shutil.copy(RESULTS / f"{stage}.json", tmp_path)
+    stage_summary(argparse.Namespace(results=tmp_path))
+    folded = json.loads((tmp_path / "summary.json").read_text())
+    assert folded == json.loads((RESULTS / "summary.json").read_text())
+    assert (tmp_path / "doc_qa.png").stat().st_size > 0
+
+
+def test_summary_has_every_measurement_the_gpu_issue_asks_for():
+    summary = json.loads((RESULTS / "summary.json").read_text())
+    assert {"gpu", "ray", "vllm", "command", "long_pool_max_tokens"} <= summary.keys()
+    assert all({"tokens", "max_abs_diff", "tolerance", "wrong_base_diff"} <= row.keys()
+               for row in summary["logprob_agreement"])
+    assert all(row["max_abs_diff"] < row["tolerance"] < row["wrong_base_diff"] for row in summary["logprob_agreement"])
+    assert all({"tokens", "ours_tok_s", "stock_tok_s", "ratio"} <= row.keys() for row in summary["prefill"])
+    assert {"ours_ms", "engine_ms", "ratio"} <= summary["short_overhead"].keys()
+    assert {row["router"] for row in summary["doc_qa"]} == {"affinity", "power_of_two", "prefix_cache"}
+    assert all({"doc_tokens", "cold_ttft_s", "warm_ttft_s", "warm_p90_s", "affinity", "questions_per_s"} <= row.keys()
+               for row in summary["doc_qa"])
