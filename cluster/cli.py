@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from cluster.config import ClusterConfig, load_config, profile_path
 from cluster.demo import build_all
+from cluster.direct_ingress import enable_for_local_ray, ingress_replica_urls, missing_on_cluster_warning
 from cluster.planner import add_plan_parser, timeout_warnings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,6 +112,7 @@ def _init_local_ray(cluster: ClusterConfig, metrics_port: int, ray_bind: RayBind
     from ray._private import ray_constants
 
     kwargs = {}
+    enable_for_local_ray(cluster)
     if ray_bind == "loopback":
         # The environment is for the processes Ray starts; this process's copy
         # of the constant was read when ray was first imported, possibly before
@@ -216,8 +218,14 @@ def cmd_run(args) -> int:
                   args.ray_bind)
     url = f"http://{cluster.ingress.host}:{cluster.ingress.port}"
     model = next(iter(cluster.models))
+    direct_urls = ingress_replica_urls(APP_NAME) if cluster.ingress.direct_ingress else []
+    warning = missing_on_cluster_warning(cluster, direct_urls)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+    direct_line = (f"Ingress replicas' own servers (direct ingress, no Serve proxy): {', '.join(direct_urls)}\n"
+                   if direct_urls else "")
     print(
-        f"\nServing on {url}\n\n"
+        f"\nServing on {url}\n{direct_line}\n"
         f"  curl {url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
         f"    -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello\"}}], \"max_tokens\": 16}}'\n\n"
         f"  curl {url}/v1/pools\n\n"

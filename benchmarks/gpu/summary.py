@@ -16,7 +16,7 @@ def stage_summary(args, _log=None) -> None:
         return json.loads(path.read_text()) if path.exists() else {}
 
     serve_, stock, correct, qa = read("serve"), read("stock"), read("correctness"), read("doc_qa")
-    tier = read("kv_tier")
+    tier, overhead = read("kv_tier"), read("overhead")
     v = serve_.get("versions") or stock.get("versions") or correct.get("versions") or {}
     agreement = correct.get("agreement", [])
     floor = min((a["max_abs_diff"] for a in agreement if a["pool"] == "il25-short"), default=None)
@@ -47,11 +47,20 @@ def stage_summary(args, _log=None) -> None:
                                   "native window, where both use the stock base: the bf16 noise floor)",
         "prefill": prefill,
         "short_overhead": {k: serve_.get("short_overhead", {}).get(k) for k in ("ours_ms", "engine_ms", "ratio")},
-        # Every c2 measurement, e.g. with and without RAY_SERVE_THROUGHPUT_OPTIMIZED.
+        # Our API through the ingress replica's own port (Serve's direct ingress: no proxy hop).
+        "short_overhead_direct_ingress": {
+            "ours_ms": overhead["short_overhead"]["ours_direct_ingress_ms"],
+            "engine_ms": overhead["short_overhead"]["engine_ms"],
+            "ratio": overhead["short_overhead"]["direct_ingress_ratio"],
+        } if overhead.get("short_overhead", {}).get("direct_ingress") else None,
+        # Every c2 measurement, e.g. with and without RAY_SERVE_THROUGHPUT_OPTIMIZED or direct ingress.
         "short_overhead_runs": [
-            {**{k: run.get(k) for k in ("ours_ms", "engine_ms", "ratio", "serve_throughput_optimized")},
+            {**{k: run.get(k) for k in ("ours_ms", "engine_ms", "ratio", "serve_throughput_optimized",
+                                        "ours_direct_ingress_ms", "direct_ingress_ratio")},
              "started": run.get("run", {}).get("started")}
-            for run in serve_.get("short_overhead_runs", [])] or None,
+            for run in serve_.get("short_overhead_runs", [])
+            + ([{**overhead["short_overhead"], "run": {"started": overhead.get("started")}}]
+               if overhead.get("short_overhead") else [])] or None,
         "doc_qa": [{
             "router": r["router"], "doc_tokens": statistics.median(r["document_tokens"]),
             "cold_ttft_s": r["cold_ttft_s_median"], "warm_ttft_s": r["warm_ttft_s_median"],

@@ -14,6 +14,9 @@ Stages:
                 (a) routing and limits, (c) cold prefill tokens/s at 32k, 128k
                 and the long pool's maximum, ingress time, (c2) overhead of our
                 path over the engine on 1k-token requests; replica restarts
+  overhead      (c2) alone, h200-1gpu's short pool with Serve's direct ingress: our API
+                through Serve's proxy, through the ingress replica's own port,
+                and the engine, interleaved
   stock         stock vLLM (no plugin) on the same GPU, same engine arguments,
                 same prompt sizes: the baseline of (c)
   correctness   (b) next-token logprobs through the router at 8k, 300k, 500k
@@ -42,6 +45,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 SERVE_PROFILE = REPO / "deployments" / "h200-1gpu.yaml"
+OVERHEAD_PROFILE = REPO / "benchmarks" / "profiles" / "overhead-h200.yaml"
 CORRECTNESS_PROFILE = REPO / "benchmarks" / "profiles" / "gpu-correctness-h200.yaml"
 DOC_QA_PROFILE = REPO / "benchmarks" / "profiles" / "doc-qa-h200.yaml"
 KV_TIER_PROFILE = REPO / "benchmarks" / "profiles" / "kv-tier-h200.yaml"
@@ -49,7 +53,6 @@ KV_TIER_PROFILE = REPO / "benchmarks" / "profiles" / "kv-tier-h200.yaml"
 
 from benchmarks.gpu.harness import (  # noqa: E402
     FULL_CHECKPOINT,
-    DirectPool,
     MODEL,
     LocalCluster,
     StageLog,
@@ -61,6 +64,7 @@ from benchmarks.gpu.harness import (  # noqa: E402
     server_timing_ms,
     stream_completion,
 )
+from benchmarks.gpu.overhead import short_overhead  # noqa: E402
 from benchmarks.gpu.summary import stage_summary  # noqa: E402
 
 
@@ -70,8 +74,6 @@ from benchmarks.gpu.summary import stage_summary  # noqa: E402
 def stage_serve(args, log: StageLog) -> None:
     import httpx
 
-    from cluster.cli import APP_NAME
-    from deployments.engines import pool_deployment_name
     from deployments.tokens import PromptTokenizer
 
     os.environ["INTERNLM25_1M_PATH"] = str(args.models / FULL_CHECKPOINT)
@@ -101,28 +103,7 @@ def stage_serve(args, log: StageLog) -> None:
         stream_completion(client, {"model": MODEL, "prompt": random_ids(1024, seed=2), "max_tokens": 1})
 
         # (c2) Our path vs the engine, 1k-token prompts, interleaved, each cold.
-        direct = DirectPool(pool_deployment_name(short.name), APP_NAME, MODEL)
-        ours, engine = [], []
-        for i in range(args.overhead_repeats + 2):
-            ids_a, ids_b = random_ids(1024, seed=1000 + 2 * i), random_ids(1024, seed=1001 + 2 * i)
-            d = direct.complete(ids_a)
-            t0 = time.perf_counter()
-            response = client.post("/v1/completions", json={"model": MODEL, "prompt": ids_b, "max_tokens": 1})
-            o = time.perf_counter() - t0
-            assert response.status_code == 200, response.text
-            if i >= 2:  # the first rounds warm both paths up
-                engine.append(d * 1000)
-                ours.append(o * 1000)
-        direct.close()
-        log.put("short_overhead", {
-            "prompt_tokens": 1024, "repeats": len(ours),
-            "ours_ms": statistics.median(ours), "engine_ms": statistics.median(engine),
-            "ratio": statistics.median(ours) / statistics.median(engine),
-            "ours_ms_all": ours, "engine_ms_all": engine,
-            "engine_path": "Serve handle to the pool deployment from the driver (no HTTP proxy, no ingress)",
-            "serve_throughput_optimized": os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED", "0"),
-        })
-        progress(f"short overhead: ours {statistics.median(ours):.1f} ms vs engine {statistics.median(engine):.1f} ms")
+        log.put("short_overhead", short_overhead(cluster, client, short.name, args.overhead_repeats))
 
         # (c) Cold prefill through the HTTP API, token-id prompts.
         tokenizer = PromptTokenizer(MODEL, cluster.config.models[MODEL])
@@ -146,6 +127,23 @@ def stage_serve(args, log: StageLog) -> None:
         routing.append({"case": "longest prompt", "status": log.data["prefill"][-1]["status"],
                         "pool": log.data["prefill"][-1]["pool"], "expected_pool": long_.name})
         log.put("routing", routing)
+        log.put("replica_restarts", cluster.replica_restarts())
+
+
+def stage_overhead(args, log: StageLog) -> None:
+    """(c2) alone, with Serve's direct ingress on: proxy path, replica's own port, engine."""
+    import httpx
+
+    os.environ["INTERNLM25_1M_PATH"] = str(args.models / FULL_CHECKPOINT)
+    # No load balancer to drain here: don't wait Serve's 30 s on the way out.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    log.put("checkpoints_s", ensure_checkpoints(args.models, reduced=False))
+    with LocalCluster(args.overhead_profile, ["ingress.direct_ingress=true"]) as cluster:
+        log.put("startup_s", round(cluster.startup_s, 1))
+        short = cluster.config.pool("il25-short")
+        client = httpx.Client(base_url=cluster.url, timeout=3600)
+        stream_completion(client, {"model": MODEL, "prompt": random_ids(1024, seed=2), "max_tokens": 1})
+        log.put("short_overhead", short_overhead(cluster, client, short.name, args.overhead_repeats))
         log.put("replica_restarts", cluster.replica_restarts())
 
 
@@ -307,6 +305,7 @@ def stage_kv_tier(args, log: StageLog) -> None:
 STAGES = {
     "checkpoints": lambda args, log: log.put("checkpoints_s", ensure_checkpoints(args.models)),
     "serve": stage_serve,
+    "overhead": stage_overhead,
     "stock": stage_stock,
     "correctness": stage_correctness,
     "doc_qa": stage_doc_qa,
@@ -326,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--document-tokens", type=int, default=128_000)
     # Other profiles with the same pool names: CPU dry runs of this script.
     parser.add_argument("--serve-profile", type=Path, default=SERVE_PROFILE)
+    parser.add_argument("--overhead-profile", type=Path, default=OVERHEAD_PROFILE)
     parser.add_argument("--correctness-profile", type=Path, default=CORRECTNESS_PROFILE)
     parser.add_argument("--doc-qa-profile", type=Path, default=DOC_QA_PROFILE)
     parser.add_argument("--kv-tier-profile", type=Path, default=KV_TIER_PROFILE)

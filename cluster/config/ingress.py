@@ -33,6 +33,15 @@ class IngressConfig(StrictModel):
     host: str = Field(default="127.0.0.1", description="Address Serve's HTTP proxy binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="HTTP port.")
     replicas: int = Field(default=1, ge=1, description="Ingress replicas.")
+    direct_ingress: bool = Field(
+        default=False,
+        description="Serve's direct ingress: every ingress replica also serves the API on a port "
+        "of its own (from 30000; Serve's RAY_SERVE_DIRECT_INGRESS_MIN/MAX_HTTP_PORT), so a load "
+        "balancer that sends there (Serve's HAProxy mode, or one that reads the ports "
+        "`python -m cluster run` prints) skips the Serve proxy's hop. `port` keeps serving through "
+        "the proxy. A local Ray gets the setting from `python -m cluster run`; an existing Ray "
+        "cluster needs RAY_SERVE_ENABLE_DIRECT_INGRESS=1 on every node. Not with the Helm chart.",
+    )
     request_timeout_s: float = Field(
         default=3600.0, gt=0, description="Longest a request may take end to end."
     )

@@ -5,6 +5,7 @@ Every e2e test shares it; starting it takes about a minute on two cores.
 
 from __future__ import annotations
 
+import os
 import warnings
 
 from dataclasses import dataclass
@@ -72,7 +73,13 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
         # Health checks of il25-long every second (the planner's timeout kept),
         # so many fall inside its prefills (tests/e2e/test_health_prefill.py).
         "pools.il25-long.health_check_period_s=1",
+        # Serve's direct ingress: the other tests use Serve's proxy on `port`,
+        # tests/e2e/test_direct_ingress.py the ingress replica's own port.
+        "ingress.direct_ingress=true",
     ]
+    # No load balancer to drain in front of the replicas: don't make the stop
+    # wait Serve's 30 s draining period for one.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
     profile = str(profile_path("cpu-demo"))
     config = load_config(profile, overrides)
     metrics_port = free_loopback_port()

@@ -313,3 +313,20 @@ def test_pdbs_select_their_worker_group_pods(rendered):
         matching = [p for p in pdbs if all(labels.get(k) == v for k, v in
                                            p["spec"]["selector"]["matchLabels"].items())]
         assert len(matching) == 1 and matching[0]["spec"]["maxUnavailable"] == 1
+
+
+@pytest.mark.parametrize("values", [
+    pytest.param("profile", id="in the profile"),
+    pytest.param("override", id="as an override"),
+])
+def test_direct_ingress_is_refused_with_the_reason(chart, values):
+    profile = yaml.safe_load((REPO / "deployments" / "a100-80g.yaml").read_text())
+    if values == "profile":
+        profile["ingress"]["direct_ingress"] = True
+        chosen = {"clusterYaml": yaml.safe_dump(profile)}
+    else:
+        chosen = {"overrides": ["ingress.direct_ingress=true"]}
+    with pytest.raises(helm.HelmError, match="direct_ingress is not supported by the chart"):
+        chart.render(chosen, name="lc", namespace="llm")
+    # Switched off explicitly, it renders.
+    assert chart.render({"overrides": ["ingress.direct_ingress=false"]}, name="lc", namespace="llm")

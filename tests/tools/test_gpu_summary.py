@@ -11,7 +11,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "gpu"
 
 
 def test_committed_summary_is_the_fold_of_the_stage_files(tmp_path, capsys):
-    for stage in ("serve", "stock", "correctness", "doc_qa", "kv_tier"):
+    for stage in ("serve", "overhead", "stock", "correctness", "doc_qa", "kv_tier"):
         shutil.copy(RESULTS / f"{stage}.json", tmp_path)
     stage_summary(argparse.Namespace(results=tmp_path))
     folded = json.loads((tmp_path / "summary.json").read_text())
@@ -27,6 +27,9 @@ def test_summary_has_every_measurement_the_gpu_issue_asks_for():
     assert all(row["max_abs_diff"] < row["tolerance"] < row["wrong_base_diff"] for row in summary["logprob_agreement"])
     assert all({"tokens", "ours_tok_s", "stock_tok_s", "ratio"} <= row.keys() for row in summary["prefill"])
     assert {"ours_ms", "engine_ms", "ratio"} <= summary["short_overhead"].keys()
+    # Serve's direct ingress, measured in the same rounds as our API through the proxy.
+    direct = summary["short_overhead_direct_ingress"]
+    assert direct["engine_ms"] < direct["ours_ms"] < summary["short_overhead_runs"][-1]["ours_ms"]
     assert {row["router"] for row in summary["doc_qa"]} == {"affinity", "power_of_two", "prefix_cache"}
     assert all({"doc_tokens", "cold_ttft_s", "warm_ttft_s", "warm_p90_s", "affinity", "questions_per_s"} <= row.keys()
                for row in summary["doc_qa"])
