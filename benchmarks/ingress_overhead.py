@@ -10,7 +10,9 @@ Starts the CPU demo cluster in-process (Ray + Serve + vLLM CPU engines), then:
 2. Overhead against the pool deployment: the same prompt (1k and 8k tokens,
    max_tokens=1) sent through HTTP + ingress, and as pre-tokenized ids
    straight to the pool's Serve handle. The difference is what the ingress
-   adds per request.
+   adds per request. The cluster runs with Serve's direct ingress
+   (``ingress.direct_ingress``), so the HTTP request is timed twice: through
+   Serve's proxy and through the ingress replica's own port.
 
     .venv/bin/python benchmarks/ingress_overhead.py --repeats 5
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -72,6 +75,7 @@ def main() -> int:
     from ray import serve
 
     from cluster.cli import APP_NAME, start_cluster
+    from cluster.direct_ingress import ingress_replica_urls
     from cluster.config import load_config, profile_path
     from cluster.demo import build_all
     from deployments.engines import pool_deployment_name
@@ -79,7 +83,9 @@ def main() -> int:
 
     build_all(REPO / "build" / "models")
     port = free_loopback_port()
-    overrides = [f"ingress.port={port}"]
+    overrides = [f"ingress.port={port}", "ingress.direct_ingress=true"]
+    # Nothing to drain in front of the replicas: don't wait 30 s on the way out.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
     profile = str(profile_path("cpu-demo"))
     config = load_config(profile, overrides)
     progress("starting the cpu-demo cluster ...")
@@ -88,6 +94,7 @@ def main() -> int:
     progress(f"cluster up in {time.perf_counter() - started:.0f} s")
     tokenizer = PromptTokenizer(MODEL, config.models[MODEL])
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=3600)
+    replica_client = httpx.Client(base_url=ingress_replica_urls(APP_NAME)[0], timeout=3600)
     results: dict = {"profile": "cpu-demo", "model": MODEL, "repeats": args.repeats,
                      "ingress_work": [], "overhead_vs_direct": []}
 
@@ -126,7 +133,7 @@ def main() -> int:
         pool = next(p for p in config.pools_of(MODEL) if len(ids) + 1 <= p.max_tokens)
         direct_pool = DirectPool(pool_deployment_name(pool.name), APP_NAME, MODEL)
 
-        via_ingress, direct = [], []
+        via_ingress, via_replica, direct = [], [], []
         body = {"model": MODEL, "messages": messages, "max_tokens": 1}
         # Interleave so drift in the engine (caches, warm-up) hits both alike;
         # the first round warms up and is dropped.
@@ -136,11 +143,16 @@ def main() -> int:
             response = client.post("/v1/chat/completions", json=body)
             v = time.perf_counter() - t0
             assert response.status_code == 200, response.text
+            t0 = time.perf_counter()
+            response = replica_client.post("/v1/chat/completions", json=body)
+            r = time.perf_counter() - t0
+            assert response.status_code == 200, response.text
             if i:
                 direct.append(d)
                 via_ingress.append(v)
+                via_replica.append(r)
             progress(f"overhead {size:>6,} tokens ({pool.name}): run {i}/{args.repeats} "
-                     f"direct {d * 1000:.0f} ms, ingress {v * 1000:.0f} ms")
+                     f"direct {d * 1000:.0f} ms, ingress {v * 1000:.0f} ms, replica port {r * 1000:.0f} ms")
         direct_pool.close()
         results["overhead_vs_direct"].append({
             "prompt_tokens": len(ids),
@@ -148,6 +160,8 @@ def main() -> int:
             "direct_ms_median": statistics.median(direct) * 1000,
             "ingress_ms_median": statistics.median(via_ingress) * 1000,
             "overhead_ms_median": (statistics.median(via_ingress) - statistics.median(direct)) * 1000,
+            "direct_ingress_ms_median": statistics.median(via_replica) * 1000,
+            "direct_ingress_overhead_ms_median": (statistics.median(via_replica) - statistics.median(direct)) * 1000,
         })
 
     out = Path(args.out)
