@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -75,7 +74,7 @@ def main() -> int:
     from ray import serve
 
     from cluster.cli import APP_NAME, start_cluster
-    from cluster.direct_ingress import ingress_replica_urls
+    from cluster.direct_ingress import ingress_replica_urls, skip_draining_without_balancer
     from cluster.config import load_config, profile_path
     from cluster.demo import build_all
     from deployments.engines import pool_deployment_name
@@ -84,8 +83,7 @@ def main() -> int:
     build_all(REPO / "build" / "models")
     port = free_loopback_port()
     overrides = [f"ingress.port={port}", "ingress.direct_ingress=true"]
-    # Nothing to drain in front of the replicas: don't wait 30 s on the way out.
-    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    skip_draining_without_balancer()
     profile = str(profile_path("cpu-demo"))
     config = load_config(profile, overrides)
     progress("starting the cpu-demo cluster ...")

@@ -218,7 +218,7 @@ def cmd_run(args) -> int:
                   args.ray_bind)
     url = f"http://{cluster.ingress.host}:{cluster.ingress.port}"
     model = next(iter(cluster.models))
-    direct_urls = ingress_replica_urls(APP_NAME) if cluster.ingress.direct_ingress else []
+    direct_urls = ingress_replica_urls(APP_NAME)
     warning = missing_on_cluster_warning(cluster, direct_urls)
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr, flush=True)

@@ -19,6 +19,9 @@ import os
 from cluster.config import ClusterConfig
 
 DIRECT_INGRESS_ENV = "RAY_SERVE_ENABLE_DIRECT_INGRESS"
+# How long Serve keeps a stopping ingress replica serving (default 30 s), so a
+# load balancer in front notices before the port goes away.
+DRAINING_PERIOD_ENV = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
 
 
 def enable_for_local_ray(cluster: ClusterConfig) -> None:
@@ -29,6 +32,13 @@ def enable_for_local_ray(cluster: ClusterConfig) -> None:
     """
     if cluster.ingress.direct_ingress:
         os.environ[DIRECT_INGRESS_ENV] = "1"
+
+
+def skip_draining_without_balancer() -> None:
+    """For a local Ray with no load balancer in front (benchmarks, tests):
+    stopping an ingress replica need not wait Serve's draining period.
+    Set before ``ray.init``; a value already in the environment wins."""
+    os.environ.setdefault(DRAINING_PERIOD_ENV, "1")
 
 
 def ingress_replica_urls(app_name: str) -> list[str]:

@@ -6,13 +6,13 @@ import os
 import statistics
 import time
 
-from benchmarks.gpu.harness import MODEL, DirectPool, LocalCluster, progress, random_ids
+from benchmarks.gpu.harness import MODEL, DirectPool, progress, random_ids
 
 
-def short_overhead(cluster: LocalCluster, client, pool: str, repeats: int) -> dict:
+def short_overhead(client, pool: str, repeats: int) -> dict:
     """(c2) 1k-token, max_tokens=1 requests, interleaved and each cold: our HTTP API vs the pool's Serve handle.
 
-    With ``ingress.direct_ingress`` a third path is timed in the same rounds:
+    With Serve's direct ingress on (``ingress.direct_ingress``) a third path is timed in the same rounds:
     the ingress replica's own HTTP server (what a load balancer in front of
     the replicas sends to), which skips Serve's proxy.
     """
@@ -22,7 +22,7 @@ def short_overhead(cluster: LocalCluster, client, pool: str, repeats: int) -> di
     from cluster.direct_ingress import ingress_replica_urls
     from deployments.engines import pool_deployment_name
 
-    replica_urls = ingress_replica_urls(APP_NAME) if cluster.config.ingress.direct_ingress else []
+    replica_urls = ingress_replica_urls(APP_NAME)
     replica_client = httpx.Client(base_url=replica_urls[0], timeout=3600) if replica_urls else None
     direct = DirectPool(pool_deployment_name(pool), APP_NAME, MODEL)
     times: dict[str, list[float]] = {"ours": [], "engine": [], "ours_direct_ingress": []}

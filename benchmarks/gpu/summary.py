@@ -7,6 +7,9 @@ import statistics
 
 from benchmarks.gpu.kv_tier import HEADLINE_KEYS
 
+C2_RUN_KEYS = ("ours_ms", "engine_ms", "ratio", "serve_throughput_optimized", "ours_direct_ingress_ms",
+               "direct_ingress_ratio")
+
 
 def stage_summary(args, _log=None) -> None:
     results = args.results
@@ -17,6 +20,10 @@ def stage_summary(args, _log=None) -> None:
 
     serve_, stock, correct, qa = read("serve"), read("stock"), read("correctness"), read("doc_qa")
     tier, overhead = read("kv_tier"), read("overhead")
+    # The overhead stage's c2 run (with direct ingress) joins the serve stage's runs.
+    direct_c2 = overhead.get("short_overhead", {})
+    c2_runs = serve_.get("short_overhead_runs", []) + (
+        [{**direct_c2, "run": {"started": overhead["started"]}}] if direct_c2 else [])
     v = serve_.get("versions") or stock.get("versions") or correct.get("versions") or {}
     agreement = correct.get("agreement", [])
     floor = min((a["max_abs_diff"] for a in agreement if a["pool"] == "il25-short"), default=None)
@@ -49,18 +56,13 @@ def stage_summary(args, _log=None) -> None:
         "short_overhead": {k: serve_.get("short_overhead", {}).get(k) for k in ("ours_ms", "engine_ms", "ratio")},
         # Our API through the ingress replica's own port (Serve's direct ingress: no proxy hop).
         "short_overhead_direct_ingress": {
-            "ours_ms": overhead["short_overhead"]["ours_direct_ingress_ms"],
-            "engine_ms": overhead["short_overhead"]["engine_ms"],
-            "ratio": overhead["short_overhead"]["direct_ingress_ratio"],
-        } if overhead.get("short_overhead", {}).get("direct_ingress") else None,
+            "ours_ms": direct_c2["ours_direct_ingress_ms"], "engine_ms": direct_c2["engine_ms"],
+            "ratio": direct_c2["direct_ingress_ratio"],
+        } if direct_c2.get("direct_ingress") else None,
         # Every c2 measurement, e.g. with and without RAY_SERVE_THROUGHPUT_OPTIMIZED or direct ingress.
         "short_overhead_runs": [
-            {**{k: run.get(k) for k in ("ours_ms", "engine_ms", "ratio", "serve_throughput_optimized",
-                                        "ours_direct_ingress_ms", "direct_ingress_ratio")},
-             "started": run.get("run", {}).get("started")}
-            for run in serve_.get("short_overhead_runs", [])
-            + ([{**overhead["short_overhead"], "run": {"started": overhead.get("started")}}]
-               if overhead.get("short_overhead") else [])] or None,
+            {**{k: run.get(k) for k in C2_RUN_KEYS}, "started": run.get("run", {}).get("started")}
+            for run in c2_runs] or None,
         "doc_qa": [{
             "router": r["router"], "doc_tokens": statistics.median(r["document_tokens"]),
             "cold_ttft_s": r["cold_ttft_s_median"], "warm_ttft_s": r["warm_ttft_s_median"],

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -103,7 +102,7 @@ def stage_serve(args, log: StageLog) -> None:
         stream_completion(client, {"model": MODEL, "prompt": random_ids(1024, seed=2), "max_tokens": 1})
 
         # (c2) Our path vs the engine, 1k-token prompts, interleaved, each cold.
-        log.put("short_overhead", short_overhead(cluster, client, short.name, args.overhead_repeats))
+        log.put("short_overhead", short_overhead(client, short.name, args.overhead_repeats))
 
         # (c) Cold prefill through the HTTP API, token-id prompts.
         tokenizer = PromptTokenizer(MODEL, cluster.config.models[MODEL])
@@ -134,16 +133,17 @@ def stage_overhead(args, log: StageLog) -> None:
     """(c2) alone, with Serve's direct ingress on: proxy path, replica's own port, engine."""
     import httpx
 
+    from cluster.direct_ingress import skip_draining_without_balancer
+
     os.environ["INTERNLM25_1M_PATH"] = str(args.models / FULL_CHECKPOINT)
-    # No load balancer to drain here: don't wait Serve's 30 s on the way out.
-    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    skip_draining_without_balancer()
     log.put("checkpoints_s", ensure_checkpoints(args.models, reduced=False))
     with LocalCluster(args.overhead_profile, ["ingress.direct_ingress=true"]) as cluster:
         log.put("startup_s", round(cluster.startup_s, 1))
         short = cluster.config.pool("il25-short")
         client = httpx.Client(base_url=cluster.url, timeout=3600)
         stream_completion(client, {"model": MODEL, "prompt": random_ids(1024, seed=2), "max_tokens": 1})
-        log.put("short_overhead", short_overhead(cluster, client, short.name, args.overhead_repeats))
+        log.put("short_overhead", short_overhead(client, short.name, args.overhead_repeats))
         log.put("replica_restarts", cluster.replica_restarts())
 
 

@@ -33,7 +33,7 @@ from deployments.documents.records import Document, DocumentMeta
 from deployments.documents.store import DocumentStore
 from deployments.documents.warm import Warmer, WarmBody
 from deployments.errors import APIError
-from deployments.ingress.keepalive import HEARTBEAT_HEADER, heartbeat_choice
+from deployments.ingress.keepalive import requested_heartbeat
 from deployments.ingress.request_path import RequestPath, ServerTimings
 from deployments.routing.bands import NoPoolFits
 from deployments.schemas import StreamOptions
@@ -239,7 +239,7 @@ class DocumentService:
     # --- ask ---------------------------------------------------------------
 
     async def ask(self, request: Request, doc_id: str, body: AskBody) -> Response:
-        heartbeat = heartbeat_choice(request.headers.get(HEARTBEAT_HEADER))
+        heartbeat = requested_heartbeat(request.headers)
         questions = body.all_questions()
         if len(questions) > self._max_questions:
             raise APIError(422, f"{len(questions)} questions in one call; the limit is {self._max_questions}",

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 
 from deployments.documents.api import document_routes
 from deployments.errors import install_error_handlers
-from deployments.ingress.keepalive import HEARTBEAT_HEADER, heartbeat_choice
+from deployments.ingress.keepalive import requested_heartbeat
 from deployments.ingress.middleware import install_middlewares
 from deployments.ingress.service import Ingress
 from deployments.schemas import ChatCompletionBody, CompletionBody
@@ -45,11 +45,10 @@ def create_app(ingress: Ingress) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatCompletionBody, request: Request):
-        return await ingress.chat(body, request.state, heartbeat_choice(request.headers.get(HEARTBEAT_HEADER)))
+        return await ingress.chat(body, request.state, requested_heartbeat(request.headers))
 
     @app.post("/v1/completions")
     async def completions(body: CompletionBody, request: Request):
-        return await ingress.completions(body, request.state,
-                                         heartbeat_choice(request.headers.get(HEARTBEAT_HEADER)))
+        return await ingress.completions(body, request.state, requested_heartbeat(request.headers))
 
     return app

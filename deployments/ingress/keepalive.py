@@ -78,6 +78,11 @@ def heartbeat_choice(value: str | None) -> HeartbeatChoice | None:
     return choice  # type: ignore[return-value]
 
 
+def requested_heartbeat(headers) -> HeartbeatChoice | None:
+    """The heartbeat a request's headers ask for (``x-stream-heartbeat``), checked."""
+    return heartbeat_choice(headers.get(HEARTBEAT_HEADER))
+
+
 @dataclass(frozen=True)
 class Heartbeat:
     """One request's keep-alive: every ``interval_s`` (0: off), as ``frame`` when streaming."""

@@ -5,7 +5,6 @@ Every e2e test shares it; starting it takes about a minute on two cores.
 
 from __future__ import annotations
 
-import os
 import warnings
 
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ class RunningCluster:
 @pytest.fixture(scope="package")
 def cluster(demo_models, tmp_path_factory) -> RunningCluster:
     from cluster.cli import start_cluster
+    from cluster.direct_ingress import skip_draining_without_balancer
 
     port = free_loopback_port()
     overrides = [
@@ -77,9 +77,7 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
         # tests/e2e/test_direct_ingress.py the ingress replica's own port.
         "ingress.direct_ingress=true",
     ]
-    # No load balancer to drain in front of the replicas: don't make the stop
-    # wait Serve's 30 s draining period for one.
-    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    skip_draining_without_balancer()
     profile = str(profile_path("cpu-demo"))
     config = load_config(profile, overrides)
     metrics_port = free_loopback_port()
