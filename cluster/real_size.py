@@ -141,6 +141,11 @@ def build_real_size(model: str, root: Path, *, layers: int | None = None, device
         if shard_bytes >= shard_gib * 2**30:
             flush()
     flush()
+    if device.startswith("cuda"):
+        # The draws' blocks stay in torch's cache otherwise: a process that
+        # builds a checkpoint and then starts engines on the same GPU (the GPU
+        # validation) would hold GiBs outside every engine's memory share.
+        torch.cuda.empty_cache()
     (tmp / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
     stamp_tmp = tmp / ".demo-build"

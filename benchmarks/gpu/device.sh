@@ -4,6 +4,10 @@
 #   benchmarks/gpu/device.sh receive PART   copy one carried bundle part to /root/b
 #   benchmarks/gpu/device.sh STAGE [ARGS]   unpack the bundle once, run a stage of validate.py
 #   benchmarks/gpu/device.sh tp4 STAGE [ARGS]   the same for tp4_1m.py (issue 12, 4xH200)
+#   RUN_NAME=NAME benchmarks/gpu/device.sh ...  name the log NAME.log (e.g. another model's run)
+#   GPU_SAMPLE_MS=200 benchmarks/gpu/device.sh ...  also sample SM clock, power and temperature
+#                                               into NAME.gpu.csv (clock and power explain speed
+#                                               differences that the kernels do not)
 #
 # The machine has no network: the stack arrives as a wheel bundle
 # (tools/pins.py bundle) in parts small enough for one transfer each, and
@@ -38,9 +42,17 @@ case "${1:?stage or receive}" in
     # The stage stops itself before the machine's 10-minute cut (STAGE_LIMIT_S)
     # so that its log still comes back, gzipped: a full engine log is too
     # large to return as it is.
+    log="$results/${RUN_NAME:-$prefix$stage}.log"
+    sampler=
+    if [ -n "${GPU_SAMPLE_MS:-}" ]; then
+      nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,utilization.gpu \
+        --format=csv -lms "$GPU_SAMPLE_MS" > "${log%.log}.gpu.csv" &
+      sampler=$!
+    fi
     timeout --signal=INT --kill-after=20 "${STAGE_LIMIT_S:-560}" \
-      python3 "$script" "$stage" --results "$results" "$@" 2>&1 | tee "$results/$prefix$stage.log" \
+      python3 "$script" "$stage" --results "$results" "$@" 2>&1 | tee "$log" \
       | grep --line-buffered -v "^WARNING\|INFO 1\|DEBUG" || true
-    gzip -f "$results/$prefix$stage.log"
+    gzip -f "$log"
+    if [ -n "$sampler" ]; then kill "$sampler" || true; fi
     ;;
 esac

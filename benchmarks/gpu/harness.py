@@ -67,7 +67,7 @@ def random_ids(n: int, seed: int) -> list[int]:
 # --- checkpoints ------------------------------------------------------------------------
 
 
-def ensure_checkpoints(models: Path, *, reduced: bool = True, full: bool = True) -> dict:
+def ensure_checkpoints(models: Path, *, model: str = MODEL, reduced: bool = True, full: bool = True) -> dict:
     from cluster.real_size import build_real_size
 
     out = {}
@@ -77,7 +77,7 @@ def ensure_checkpoints(models: Path, *, reduced: bool = True, full: bool = True)
         if not wanted:
             continue
         started = time.perf_counter()
-        path = build_real_size(MODEL, models, layers=layers)
+        path = build_real_size(model, models, layers=layers)
         out[path.name] = round(time.perf_counter() - started, 1)
         progress(f"checkpoint {path} ready in {out[path.name]} s")
     return out

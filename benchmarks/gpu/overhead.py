@@ -9,7 +9,7 @@ import time
 from benchmarks.gpu.harness import MODEL, DirectPool, progress, random_ids
 
 
-def short_overhead(client, pool: str, repeats: int) -> dict:
+def short_overhead(client, pool: str, repeats: int, model: str = MODEL) -> dict:
     """(c2) 1k-token, max_tokens=1 requests, interleaved and each cold: our HTTP API vs the pool's Serve handle.
 
     With Serve's direct ingress on (``ingress.direct_ingress``) a third path is timed in the same rounds:
@@ -24,7 +24,7 @@ def short_overhead(client, pool: str, repeats: int) -> dict:
 
     replica_urls = ingress_replica_urls(APP_NAME)
     replica_client = httpx.Client(base_url=replica_urls[0], timeout=3600) if replica_urls else None
-    direct = DirectPool(pool_deployment_name(pool), APP_NAME, MODEL)
+    direct = DirectPool(pool_deployment_name(pool), APP_NAME, model)
     times: dict[str, list[float]] = {"ours": [], "engine": [], "ours_direct_ingress": []}
     for i in range(repeats + 2):
         seed = 1000 + 3 * i
@@ -34,7 +34,7 @@ def short_overhead(client, pool: str, repeats: int) -> dict:
                 continue
             seed += 1
             t0 = time.perf_counter()
-            response = http.post("/v1/completions", json={"model": MODEL, "prompt": random_ids(1024, seed=seed),
+            response = http.post("/v1/completions", json={"model": model, "prompt": random_ids(1024, seed=seed),
                                                            "max_tokens": 1})
             round_[name] = time.perf_counter() - t0
             assert response.status_code == 200, response.text

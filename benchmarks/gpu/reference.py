@@ -1,9 +1,10 @@
-"""Plain-PyTorch next-token log-probabilities of a real-width InternLM2 checkpoint on a GPU.
+"""Plain-PyTorch next-token log-probabilities of a real-width InternLM checkpoint on a GPU.
 
 Independent of vLLM on purpose: it reads config.json and the safetensors
 shards, and evaluates InternLM2ForCausalLM (fused ``wqkv`` grouped per KV
-head) in bf16 with float32 norms and rotary angles, full causal attention
-through PyTorch's SDPA, one layer at a time. Only the last position's logits
+head) or InternLM3ForCausalLM (llama layout: separate q/k/v projections) in
+bf16 with float32 norms and rotary angles, full causal attention through
+PyTorch's SDPA, one layer at a time. Only the last position's logits
 are computed. The rotary base is an argument: the pool's base (what the
 served model must match) or a wrong one (to show the comparison can fail).
 
@@ -20,19 +21,47 @@ import torch.nn.functional as F
 
 MLP_CHUNK = 65536
 
+# Weight names per architecture: (embedding, final norm, output head) and,
+# per layer, (attention norm, attention output, MLP norm, gate, up, down).
+_NAMES = {
+    "internlm2": (("model.tok_embeddings", "model.norm", "output"),
+                  ("attention_norm", "attention.wo", "ffn_norm", "feed_forward.w1", "feed_forward.w3",
+                   "feed_forward.w2")),
+    "internlm3": (("model.embed_tokens", "model.norm", "lm_head"),
+                  ("input_layernorm", "self_attn.o_proj", "post_attention_layernorm", "mlp.gate_proj",
+                   "mlp.up_proj", "mlp.down_proj")),
+}
 
-class InternLM2Reference:
-    def __init__(self, path: str | Path, device: str = "cuda"):
+
+class InternLMReference:
+    """``dtype`` is bf16 as served on the GPU; float32 checks this code against the CPU test reference."""
+
+    def __init__(self, path: str | Path, device: str = "cuda", dtype: torch.dtype = torch.bfloat16):
         from safetensors import safe_open
 
         self.path = Path(path)
         self.config = json.loads((self.path / "config.json").read_text())
+        self.kind = self.config["model_type"]
+        if self.kind not in _NAMES:
+            raise ValueError(f"reference supports {sorted(_NAMES)}, not {self.kind}")
         self.device = device
         self.weights: dict[str, torch.Tensor] = {}
         for shard in sorted(self.path.glob("*.safetensors")):
             with safe_open(str(shard), framework="pt", device=device) as f:
                 for name in f.keys():
-                    self.weights[name] = f.get_tensor(name).to(torch.bfloat16)
+                    self.weights[name] = f.get_tensor(name).to(dtype)
+
+    def _qkv(self, p: str, hidden: torch.Tensor):
+        """Query [N, heads, d], key and value [N, kv heads, d] of layer prefix ``p``."""
+        c, w, n = self.config, self.weights, hidden.shape[0]
+        nq, nkv = c["num_attention_heads"], c["num_key_value_heads"]
+        d, group = c.get("head_dim", c["hidden_size"] // nq), nq // nkv
+        if self.kind == "internlm2":
+            qkv = (hidden @ w[f"{p}.attention.wqkv.weight"].T).view(n, nkv, group + 2, d)
+            return (qkv[:, :, :group].reshape(n, nq, d), qkv[:, :, group].contiguous(),
+                    qkv[:, :, group + 1].contiguous())
+        return tuple((hidden @ w[f"{p}.self_attn.{name}_proj.weight"].T).view(n, heads, d)
+                     for name, heads in (("q", nq), ("k", nkv), ("v", nkv)))
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         eps = self.config.get("rms_norm_eps", 1e-5)
@@ -60,40 +89,37 @@ class InternLM2Reference:
     @torch.inference_mode()
     def next_token_logprobs(self, ids: list[int], base: float) -> torch.Tensor:
         c, w = self.config, self.weights
-        h, nq, nkv = c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]
-        d, group, layers = c.get("head_dim", h // nq), nq // nkv, c["num_hidden_layers"]
+        (embed, final_norm, head), (attn_norm, attn_out, mlp_norm, gate_w, up_w, down_w) = _NAMES[self.kind]
+        nq, nkv, layers = c["num_attention_heads"], c["num_key_value_heads"], c["num_hidden_layers"]
+        d, group = c.get("head_dim", c["hidden_size"] // nq), nq // nkv
         tokens = torch.tensor(ids, device=self.device)
-        x = w["model.tok_embeddings.weight"][tokens]
-        n = len(ids)
+        x = w[f"{embed}.weight"][tokens]
         for layer in range(layers):
             p = f"model.layers.{layer}"
             last = layer == layers - 1
-            hidden = self._norm(x, w[f"{p}.attention_norm.weight"])
-            qkv = (hidden @ w[f"{p}.attention.wqkv.weight"].T).view(n, nkv, group + 2, d)
+            hidden = self._norm(x, w[f"{p}.{attn_norm}.weight"])
+            q, k, v = self._qkv(p, hidden)
             del hidden
-            q = self._rotate(qkv[:, :, :group].reshape(n, nq, d), base)
-            k = self._rotate(qkv[:, :, group].contiguous(), base)
-            v = qkv[:, :, group + 1].contiguous()
-            del qkv
+            q, k = self._rotate(q, base), self._rotate(k, base)
             k = k.repeat_interleave(group, dim=1).transpose(0, 1)[None]
             v = v.repeat_interleave(group, dim=1).transpose(0, 1)[None]
             if last:
                 # Only the last position feeds the logits: one query, all keys.
                 attn = F.scaled_dot_product_attention(q[-1:].transpose(0, 1)[None], k, v)
                 attn = attn[0].transpose(0, 1).reshape(1, nq * d)
-                x = x[-1:] + attn @ w[f"{p}.attention.wo.weight"].T
+                x = x[-1:] + attn @ w[f"{p}.{attn_out}.weight"].T
             else:
                 attn = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k, v, is_causal=True)
                 del q
-                attn = attn[0].transpose(0, 1).reshape(n, nq * d)
-                x = x + attn @ w[f"{p}.attention.wo.weight"].T
+                attn = attn[0].transpose(0, 1).reshape(x.shape[0], nq * d)
+                x = x + attn @ w[f"{p}.{attn_out}.weight"].T
             del k, v, attn
-            hidden = self._norm(x, w[f"{p}.ffn_norm.weight"])
+            hidden = self._norm(x, w[f"{p}.{mlp_norm}.weight"])
             for start in range(0, x.shape[0], MLP_CHUNK):
                 chunk = hidden[start:start + MLP_CHUNK]
-                gate = F.silu(chunk @ w[f"{p}.feed_forward.w1.weight"].T) * (chunk @ w[f"{p}.feed_forward.w3.weight"].T)
-                x[start:start + MLP_CHUNK] += gate @ w[f"{p}.feed_forward.w2.weight"].T
+                gate = F.silu(chunk @ w[f"{p}.{gate_w}.weight"].T) * (chunk @ w[f"{p}.{up_w}.weight"].T)
+                x[start:start + MLP_CHUNK] += gate @ w[f"{p}.{down_w}.weight"].T
             del hidden
-        final = self._norm(x[-1:], w["model.norm.weight"])
-        logits = (final @ w["output.weight"].T).float()[0]
+        final = self._norm(x[-1:], w[f"{final_norm}.weight"])
+        logits = (final @ w[f"{head}.weight"].T).float()[0]
         return torch.log_softmax(logits, dim=-1)

@@ -5,28 +5,22 @@ from __future__ import annotations
 import json
 import statistics
 
+from benchmarks.gpu.harness import MODEL
 from benchmarks.gpu.kv_tier import HEADLINE_KEYS
+from benchmarks.gpu.validated import VALIDATED_MODELS
 
-C2_RUN_KEYS = ("ours_ms", "engine_ms", "ratio", "serve_throughput_optimized", "ours_direct_ingress_ms",
+C2_RUN_KEYS = ("repeats", "ours_ms", "engine_ms", "ratio", "serve_throughput_optimized", "ours_direct_ingress_ms",
                "direct_ingress_ratio")
 
 
-def stage_summary(args, _log=None) -> None:
-    results = args.results
+TOLERANCE_RULE = ("max(0.05, 4 x the engine-vs-reference difference at 8k tokens inside the native window, "
+                  "where both use the stock base: the bf16 noise floor)")
 
-    def read(stage):
-        path = results / f"{stage}.json"
-        return json.loads(path.read_text()) if path.exists() else {}
 
-    serve_, stock, correct, qa = read("serve"), read("stock"), read("correctness"), read("doc_qa")
-    tier, overhead = read("kv_tier"), read("overhead")
-    # The overhead stage's c2 run (with direct ingress) joins the serve stage's runs.
-    direct_c2 = overhead.get("short_overhead", {})
-    c2_runs = serve_.get("short_overhead_runs", []) + (
-        [{**direct_c2, "run": {"started": overhead["started"]}}] if direct_c2 else [])
-    v = serve_.get("versions") or stock.get("versions") or correct.get("versions") or {}
+def model_summary(serve_: dict, stock: dict, correct: dict, short_pool: str) -> dict:
+    """One model's (a) routing, (b) logprob agreement and (c) prefill against stock vLLM."""
     agreement = correct.get("agreement", [])
-    floor = min((a["max_abs_diff"] for a in agreement if a["pool"] == "il25-short"), default=None)
+    floor = min((a["max_abs_diff"] for a in agreement if a["pool"] == short_pool), default=None)
     tolerance = max(0.05, 4 * floor) if floor is not None else None
     stock_by_size = {r["tokens"]: r for r in stock.get("prefill", [])}
     prefill = []
@@ -38,11 +32,7 @@ def stage_summary(args, _log=None) -> None:
             "ratio": base and row["ours_tok_s"] and row["ours_tok_s"] / base["stock_tok_s"],
             "ingress_route_ms": row.get("route_ms"), "ingress_tokenize_ms_text": row.get("tokenize_ms_text_prompt"),
         })
-    summary = {
-        "gpu": v.get("gpu"), "ray": v.get("ray"), "vllm": v.get("vllm"), "torch": v.get("torch"),
-        "python": v.get("python"),
-        "command": "python benchmarks/gpu/validate.py {checkpoints,serve,stock,correctness,doc_qa,kv_tier} "
-                   "--results benchmarks/results/gpu (each stage on the H200 via benchmarks/gpu/device.sh; README, Measured on a GPU)",
+    return {
         "long_pool_max_tokens": max((p["band"][1] for p in serve_.get("pools", {}).values()), default=None),
         "routing": serve_.get("routing"),
         "replica_restarts": serve_.get("replica_restarts"),
@@ -50,9 +40,43 @@ def stage_summary(args, _log=None) -> None:
         "logprob_agreement": [
             {"tokens": a["tokens"], "pool": a["pool"], "max_abs_diff": a["max_abs_diff"], "tolerance": tolerance,
              "wrong_base_diff": a["wrong_base_diff"]} for a in agreement],
-        "logprob_tolerance_rule": "max(0.05, 4 x the engine-vs-reference difference at 8k tokens inside the "
-                                  "native window, where both use the stock base: the bf16 noise floor)",
+        "logprob_tolerance_rule": TOLERANCE_RULE,
         "prefill": prefill,
+    }
+
+
+def stage_summary(args, _log=None) -> None:
+    results = args.results
+
+    def read(stage):
+        path = results / f"{stage}.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    serve_, stock, correct, qa = read("serve"), read("stock"), read("correctness"), read("doc_qa")
+    tier, overhead = read("kv_tier"), read("overhead")
+    # The overhead stage's c2 runs (with direct ingress: an earlier 12-round
+    # one, then the latest) join the serve stage's runs.
+    direct_c2 = overhead.get("short_overhead", {})
+    c2_runs = serve_.get("short_overhead_runs", []) + [
+        {**run["short_overhead"], "run": {"started": run["started"]}}
+        for run in (read("overhead-12-rounds"), overhead) if run.get("short_overhead")]
+    v = serve_.get("versions") or stock.get("versions") or correct.get("versions") or {}
+    # The second model's serve, stock and correctness stages (validate.py --model).
+    il3 = VALIDATED_MODELS["internlm3-8b-instruct"]
+    il3_stages = [read(il3.results_prefix + stage) for stage in ("serve", "stock", "correctness")]
+    # Stock vLLM past InternLM3's window, same engine arguments, on a second
+    # machine: with our RoPE plugin, then without it (validate.py stock --with-rope-plugin).
+    il3_ab = [{"rope_plugin": run.get("rope_plugin"), "started": run["started"],
+               "prefill": [{k: r[k] for k in ("tokens", "stock_s", "stock_tok_s")} for r in run.get("prefill", [])]}
+              for run in (read(il3.results_prefix + "stock-rope-plugin"), read(il3.results_prefix + "stock-again"))
+              if run]
+    summary = {
+        "gpu": v.get("gpu"), "ray": v.get("ray"), "vllm": v.get("vllm"), "torch": v.get("torch"),
+        "python": v.get("python"),
+        "command": "python benchmarks/gpu/validate.py {checkpoints,serve,stock,correctness,doc_qa,kv_tier} "
+                   "[--model internlm3-8b-instruct] --results benchmarks/results/gpu (each stage on the H200 via "
+                   "benchmarks/gpu/device.sh; README, Measured on a GPU)",
+        **model_summary(serve_, stock, correct, VALIDATED_MODELS[MODEL].short_pool),
         "short_overhead": {k: serve_.get("short_overhead", {}).get(k) for k in ("ours_ms", "engine_ms", "ratio")},
         # Our API through the ingress replica's own port (Serve's direct ingress: no proxy hop).
         "short_overhead_direct_ingress": {
@@ -72,6 +96,9 @@ def stage_summary(args, _log=None) -> None:
         "doc_qa_not_measured": qa.get("not_measured"),
         # Issue 11's headline (kv_tier.json has the per-question detail).
         "kv_tier": {k: tier[k] for k in HEADLINE_KEYS if k in tier} or None,
+        # InternLM3-8B-Instruct on its own one-GPU profile: the same (a), (b), (c).
+        "internlm3": {"model": il3.model, **model_summary(*il3_stages, il3.short_pool),
+                      "stock_rope_plugin_ab": il3_ab or None} if any(il3_stages) else None,
     }
     (results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if qa.get("results"):

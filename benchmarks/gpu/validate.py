@@ -7,10 +7,15 @@ off by the machine's time limit keeps what it measured. ``summary`` (any
 machine) folds the stage files into ``summary.json`` and a PNG.
 
     python benchmarks/gpu/validate.py serve --results benchmarks/results/gpu
+    python benchmarks/gpu/validate.py serve --model internlm3-8b-instruct --results ...
+
+``--model`` picks the model of the checkpoints, serve, stock and correctness
+stages (benchmarks/gpu/validated.py: InternLM2.5 by default, whose stage
+files keep their names; InternLM3's are prefixed ``internlm3-``).
 
 Stages:
   checkpoints   write the random real-size checkpoints (full and 4-layer)
-  serve         profile h200-1gpu (short + long pool sharing the GPU):
+  serve         profile h200-1gpu[-internlm3] (short + long pool sharing the GPU):
                 (a) routing and limits, (c) cold prefill tokens/s at 32k, 128k
                 and the long pool's maximum, ingress time, (c2) overhead of our
                 path over the engine on 1k-token requests; replica restarts
@@ -43,15 +48,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-SERVE_PROFILE = REPO / "deployments" / "h200-1gpu.yaml"
 OVERHEAD_PROFILE = REPO / "benchmarks" / "profiles" / "overhead-h200.yaml"
-CORRECTNESS_PROFILE = REPO / "benchmarks" / "profiles" / "gpu-correctness-h200.yaml"
 DOC_QA_PROFILE = REPO / "benchmarks" / "profiles" / "doc-qa-h200.yaml"
 KV_TIER_PROFILE = REPO / "benchmarks" / "profiles" / "kv-tier-h200.yaml"
 
 
 from benchmarks.gpu.harness import (  # noqa: E402
-    FULL_CHECKPOINT,
     MODEL,
     LocalCluster,
     StageLog,
@@ -65,6 +67,19 @@ from benchmarks.gpu.harness import (  # noqa: E402
 )
 from benchmarks.gpu.overhead import short_overhead  # noqa: E402
 from benchmarks.gpu.summary import stage_summary  # noqa: E402
+from benchmarks.gpu.validated import VALIDATED_MODELS, ValidatedModel  # noqa: E402
+
+
+def validated(args) -> ValidatedModel:
+    return VALIDATED_MODELS[args.model]
+
+
+def use_full_checkpoint(args, model: ValidatedModel) -> dict:
+    """Build the model's full-depth checkpoint and point its profile at it."""
+    from cluster.real_size import spec_for
+
+    os.environ[model.checkpoint_env] = str(args.models / spec_for(model.model).name)
+    return ensure_checkpoints(args.models, model=model.model, reduced=False)
 
 
 # --- stage: serve -----------------------------------------------------------------------
@@ -75,11 +90,12 @@ def stage_serve(args, log: StageLog) -> None:
 
     from deployments.tokens import PromptTokenizer
 
-    os.environ["INTERNLM25_1M_PATH"] = str(args.models / FULL_CHECKPOINT)
-    log.put("checkpoints_s", ensure_checkpoints(args.models, reduced=False))
-    with LocalCluster(args.serve_profile) as cluster:
+    m = validated(args)
+    model = m.model
+    log.put("checkpoints_s", use_full_checkpoint(args, m))
+    with LocalCluster(args.serve_profile or m.serve_profile) as cluster:
         log.put("startup_s", round(cluster.startup_s, 1))
-        short, long_ = cluster.config.pool("il25-short"), cluster.config.pool("il25-long")
+        short, long_ = cluster.config.pool(m.short_pool), cluster.config.pool(m.long_pool)
         log.put("pools", {p.name: {"band": list(p.band), "max_model_len": p.engine.max_model_len}
                           for p in cluster.config.pools})
         client = httpx.Client(base_url=cluster.url, timeout=3600)
@@ -87,28 +103,29 @@ def stage_serve(args, log: StageLog) -> None:
 
         # (a) Routing and limits.
         chat = client.post("/v1/chat/completions", json={
-            "model": MODEL, "messages": [{"role": "user", "content": "Name three prime numbers."}],
+            "model": model, "messages": [{"role": "user", "content": "Name three prime numbers."}],
             "max_tokens": 8})
         routing = [{"case": "short chat", "status": chat.status_code, "pool": chat.headers.get("x-pool"),
                     "replica": chat.headers.get("x-replica"), "expected_pool": short.name}]
         over = client.post("/v1/completions", json={
-            "model": MODEL, "prompt": random_ids(long_.max_tokens + 1, seed=1), "max_tokens": 1})
+            "model": model, "prompt": random_ids(long_.max_tokens + 1, seed=1), "max_tokens": 1})
         routing.append({"case": "over the longest band", "status": over.status_code,
                         "error": over.json().get("error"), "expected_status": 413})
         log.put("routing", routing)
         progress(f"routing: {[(r['case'], r['status'], r.get('pool')) for r in routing]}")
 
         # Warm-up (first-request costs are not prefill).
-        stream_completion(client, {"model": MODEL, "prompt": random_ids(1024, seed=2), "max_tokens": 1})
+        stream_completion(client, {"model": model, "prompt": random_ids(1024, seed=2), "max_tokens": 1})
 
         # (c2) Our path vs the engine, 1k-token prompts, interleaved, each cold.
-        log.put("short_overhead", short_overhead(client, short.name, args.overhead_repeats))
+        if args.overhead_repeats:
+            log.put("short_overhead", short_overhead(client, short.name, args.overhead_repeats, model))
 
         # (c) Cold prefill through the HTTP API, token-id prompts.
-        tokenizer = PromptTokenizer(MODEL, cluster.config.models[MODEL])
-        for size in args.prefill_sizes or (32768, 131072, long_.max_tokens - 1):
+        tokenizer = PromptTokenizer(model, cluster.config.models[model])
+        for size in args.prefill_sizes or (*m.prefill_sizes, long_.max_tokens - 1):
             ids = random_ids(size, seed=size)
-            result = stream_completion(client, {"model": MODEL, "prompt": ids, "max_tokens": 1})
+            result = stream_completion(client, {"model": model, "prompt": ids, "max_tokens": 1})
             timing = server_timing_ms(result.get("server_timing"))
             # The ingress's own work on a text prompt of this size (the same
             # tokenizer object the ingress uses; not part of the id request).
@@ -135,9 +152,9 @@ def stage_overhead(args, log: StageLog) -> None:
 
     from cluster.direct_ingress import skip_draining_without_balancer
 
-    os.environ["INTERNLM25_1M_PATH"] = str(args.models / FULL_CHECKPOINT)
     skip_draining_without_balancer()
-    log.put("checkpoints_s", ensure_checkpoints(args.models, reduced=False))
+    # The overhead profile is InternLM2.5's short pool, whatever --model says.
+    log.put("checkpoints_s", use_full_checkpoint(args, VALIDATED_MODELS[MODEL]))
     with LocalCluster(args.overhead_profile, ["ingress.direct_ingress=true"]) as cluster:
         log.put("startup_s", round(cluster.startup_s, 1))
         short = cluster.config.pool("il25-short")
@@ -152,25 +169,29 @@ def stage_overhead(args, log: StageLog) -> None:
 
 def stage_stock(args, log: StageLog) -> None:
     # Stock: no general plugin (ours is one), same engine arguments as the pools.
-    os.environ["VLLM_PLUGINS"] = "none"
+    # --with-rope-plugin keeps our RoPE plugin: the stock engine with our
+    # rotary class, which tells the rotary's cost apart from the stack's.
+    if not args.with_rope_plugin:
+        os.environ["VLLM_PLUGINS"] = "none"
+    log.put("rope_plugin", args.with_rope_plugin)
     os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
     from cluster.config import load_config
 
-    os.environ["INTERNLM25_1M_PATH"] = str(args.models / FULL_CHECKPOINT)
-    ensure_checkpoints(args.models, reduced=False)
-    config = load_config(args.serve_profile)
-    long_ = config.pool("il25-long")
+    m = validated(args)
+    use_full_checkpoint(args, m)
+    config = load_config(args.serve_profile or m.serve_profile)
+    long_ = config.pool(m.long_pool)
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
     engine_args = {**long_.engine.to_engine_kwargs(), "gpu_memory_utilization": 0.9}
     log.put("engine_args", engine_args)
     started = time.perf_counter()
-    llm = LLM(model=str(args.models / FULL_CHECKPOINT), trust_remote_code=True, **engine_args)
+    llm = LLM(model=config.models[m.model].path, trust_remote_code=True, **engine_args)
     log.put("startup_s", round(time.perf_counter() - started, 1))
     params = SamplingParams(max_tokens=1, temperature=0)
     llm.generate([TokensPrompt(prompt_token_ids=random_ids(1024, seed=3))], params, use_tqdm=False)
-    for size in args.prefill_sizes or (32768, 131072, long_.max_tokens - 1):
+    for size in args.prefill_sizes or (*m.prefill_sizes, long_.max_tokens - 1):
         ids = random_ids(size, seed=size + 7)
         t0 = time.perf_counter()
         llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
@@ -206,18 +227,19 @@ def pool_base(config, pool) -> float:
 def stage_correctness(args, log: StageLog) -> None:
     import httpx
 
+    m = validated(args)
     os.environ["LONGCTX_GPU_MODELS"] = str(args.models)
-    ensure_checkpoints(args.models, full=False)
-    sizes = args.correctness_sizes
+    ensure_checkpoints(args.models, model=m.model, full=False)
+    sizes = args.correctness_sizes or m.correctness_sizes
     engine_rows = []
-    with LocalCluster(args.correctness_profile) as cluster:
+    with LocalCluster(args.correctness_profile or m.correctness_profile) as cluster:
         config = cluster.config
         client = httpx.Client(base_url=cluster.url, timeout=3600)
         for size in sizes:
             ids = random_ids(size, seed=size + 11)
             t0 = time.perf_counter()
             response = client.post("/v1/completions", json={
-                "model": MODEL, "prompt": ids, "max_tokens": 1, "temperature": 0, "logprobs": 20,
+                "model": m.model, "prompt": ids, "max_tokens": 1, "temperature": 0, "logprobs": 20,
                 "return_tokens_as_token_ids": True})
             elapsed = time.perf_counter() - t0
             if response.status_code != 200:
@@ -230,12 +252,12 @@ def stage_correctness(args, log: StageLog) -> None:
             log.append("engine", row)
             progress(f"engine {size:,} tokens via {row['pool']}: {elapsed:.1f} s")
         bases = {p.name: pool_base(config, p) for p in config.pools}
-        model_path = config.models[MODEL].path
+        model_path = config.models[m.model].path
     import torch
 
-    from benchmarks.gpu.reference import InternLM2Reference
+    from benchmarks.gpu.reference import InternLMReference
 
-    reference = InternLM2Reference(model_path, device="cuda" if torch.cuda.is_available() else "cpu")
+    reference = InternLMReference(model_path, device="cuda" if torch.cuda.is_available() else "cpu")
     stock_base = float(reference.config["rope_theta"])
     for row in engine_rows:
         ids = random_ids(row["tokens"], seed=row["tokens"] + 11)
@@ -303,7 +325,7 @@ def stage_kv_tier(args, log: StageLog) -> None:
 
 
 STAGES = {
-    "checkpoints": lambda args, log: log.put("checkpoints_s", ensure_checkpoints(args.models)),
+    "checkpoints": lambda args, log: log.put("checkpoints_s", ensure_checkpoints(args.models, model=args.model)),
     "serve": stage_serve,
     "overhead": stage_overhead,
     "stock": stage_stock,
@@ -317,23 +339,26 @@ STAGES = {
 def main(argv: list[str] | None = None) -> int:
     parser = stage_parser(__doc__, STAGES)
     parser.add_argument("--prefill-sizes", type=int, nargs="*", default=None)
-    parser.add_argument("--overhead-repeats", type=int, default=30)
-    parser.add_argument("--correctness-sizes", type=int, nargs="*", default=[8192, 300_000, 500_000])
+    parser.add_argument("--model", choices=list(VALIDATED_MODELS), default=MODEL,
+                        help="the model of the checkpoints, serve, stock and correctness stages")
+    parser.add_argument("--overhead-repeats", type=int, default=30, help="c2 rounds (serve: 0 skips c2)")
+    parser.add_argument("--correctness-sizes", type=int, nargs="*", default=None)
+    parser.add_argument("--with-rope-plugin", action="store_true", help="stock: keep our RoPE plugin (diagnosis)")
     parser.add_argument("--routers", default="affinity,power_of_two,prefix_cache")
     parser.add_argument("--documents", type=int, default=4)
     parser.add_argument("--questions", type=int, default=3)
     parser.add_argument("--document-tokens", type=int, default=128_000)
-    # Other profiles with the same pool names: CPU dry runs of this script.
-    parser.add_argument("--serve-profile", type=Path, default=SERVE_PROFILE)
+    # Other profiles with the same pool names (default: the model's): CPU dry runs of this script.
+    parser.add_argument("--serve-profile", type=Path, default=None)
     parser.add_argument("--overhead-profile", type=Path, default=OVERHEAD_PROFILE)
-    parser.add_argument("--correctness-profile", type=Path, default=CORRECTNESS_PROFILE)
+    parser.add_argument("--correctness-profile", type=Path, default=None)
     parser.add_argument("--doc-qa-profile", type=Path, default=DOC_QA_PROFILE)
     parser.add_argument("--kv-tier-profile", type=Path, default=KV_TIER_PROFILE)
     parser.add_argument("--kv-tier-documents", type=int, default=4, help="working set, in documents")
     parser.add_argument("--kv-tier-rounds", type=int, default=1, help="evicted + GPU-resident rounds")
     parser.add_argument("--kv-tier-order", type=lambda s: s.split(","), default=["off", "on"])
     args = parser.parse_args(argv)
-    return run_stage(STAGES, args, "benchmarks/gpu/validate.py", argv)
+    return run_stage(STAGES, args, "benchmarks/gpu/validate.py", argv, VALIDATED_MODELS[args.model].results_prefix)
 
 
 if __name__ == "__main__":

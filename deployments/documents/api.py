@@ -254,7 +254,9 @@ class DocumentService:
             lambda: [self._layout.question_ids(tokenizer, prefix, q) for q in questions]
         )
         timings.add("tokenize", time.perf_counter() - started)
-        decisions = [self._path.route(model, len(ids), body.max_tokens, timings) for ids in prompts]
+        question_param = "questions" if body.questions else "question"
+        decisions = [self._path.route(model, len(ids), body.max_tokens, timings, prompt_param=question_param)
+                     for ids in prompts]
         requests = [
             self._path.engine_request(model, d, ids, body.sampling())
             for d, ids in zip(decisions, prompts)

@@ -92,7 +92,9 @@ class RequestPath:
                 param="model",
             ) from None
 
-    def route(self, model: str, prompt_tokens: int, requested: int | None, timings: ServerTimings) -> RouteDecision:
+    def route(self, model: str, prompt_tokens: int, requested: int | None, timings: ServerTimings,
+              prompt_param: str = "messages") -> RouteDecision:
+        """The pool for this prompt; ``prompt_param`` names the request field an over-length error points at."""
         started = time.perf_counter()
         try:
             max_tokens = self.bands.completion_budget(
@@ -103,7 +105,7 @@ class RequestPath:
             # The count is the expensive part of the ingress: report it even
             # on refusal (benchmarks/ingress_overhead.py reads it).
             raise APIError(
-                413, str(exc), code="context_length_exceeded", param="messages",
+                413, str(exc), code="context_length_exceeded", param=prompt_param,
                 headers={"x-prompt-tokens": str(prompt_tokens), "server-timing": timings.header()},
             ) from None
         except UnknownModel as exc:

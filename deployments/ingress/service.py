@@ -115,7 +115,7 @@ class Ingress:
                     param="prompt",
                 )
         timings.add("tokenize", time.perf_counter() - started)
-        decision = self.path.route(body.model, len(prompt_ids), body.max_tokens, timings)
+        decision = self.path.route(body.model, len(prompt_ids), body.max_tokens, timings, prompt_param="prompt")
         request = self.path.engine_request(body.model, decision, prompt_ids, body.engine_sampling(), body.logprobs)
         if body.echo:
             request.echo = True

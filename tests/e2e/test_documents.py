@@ -143,4 +143,4 @@ def test_ask_bad_input(http, document):
     both = http.post(f"/v1/documents/{doc_id}/ask", json={"question": "x", "questions": ["y"]})
     assert both.status_code == 422 and "exactly one" in both.json()["error"]["message"]
     too_long = http.post(f"/v1/documents/{doc_id}/ask", json={"question": "x", "max_tokens": 100000})
-    assert too_long.status_code == 413
+    assert too_long.status_code == 413 and too_long.json()["error"]["param"] == "question"

@@ -140,8 +140,17 @@ def test_over_every_band_is_413_with_count_and_limit(http, cluster, il25_tokeniz
     assert response.status_code == 413
     assert "x-pool" not in response.headers  # refused before any pool was chosen
     error = response.json()["error"]
-    assert error["code"] == "context_length_exceeded"
+    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
     assert f"{limit + 1} tokens" in error["message"] and f"limit of {limit}" in error["message"]
+
+
+def test_completion_over_every_band_names_the_prompt(http, cluster):
+    limit = cluster.config.pools_of(IL25)[-1].max_tokens
+    response = http.post("/v1/completions", json={"model": IL25, "prompt": [5] * limit, "max_tokens": 1})
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded" and error["param"] == "prompt"
+    assert f"{limit + 1} tokens ({limit} prompt + 1 max_tokens)" in error["message"]
 
 
 def test_413_through_openai_client(openai_client, cluster):

@@ -11,8 +11,9 @@ RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "gpu"
 
 
 def test_committed_summary_is_the_fold_of_the_stage_files(tmp_path, capsys):
-    for stage in ("serve", "overhead", "stock", "correctness", "doc_qa", "kv_tier"):
-        shutil.copy(RESULTS / f"{stage}.json", tmp_path)
+    for stage in RESULTS.glob("*.json"):
+        if stage.name != "summary.json":
+            shutil.copy(stage, tmp_path)
     stage_summary(argparse.Namespace(results=tmp_path))
     folded = json.loads((tmp_path / "summary.json").read_text())
     assert folded == json.loads((RESULTS / "summary.json").read_text())
@@ -33,3 +34,16 @@ def test_summary_has_every_measurement_the_gpu_issue_asks_for():
     assert {row["router"] for row in summary["doc_qa"]} == {"affinity", "power_of_two", "prefix_cache"}
     assert all({"doc_tokens", "cold_ttft_s", "warm_ttft_s", "warm_p90_s", "affinity", "questions_per_s"} <= row.keys()
                for row in summary["doc_qa"])
+
+
+def test_summary_has_internlm3_on_its_own_profile():
+    """The issue's (a), (b), (c) for the second model (validate.py --model internlm3-8b-instruct)."""
+    il3 = json.loads((RESULTS / "summary.json").read_text())["internlm3"]
+    assert il3["long_pool_max_tokens"] == 196608
+    assert [r.get("pool") for r in il3["routing"]] == ["il3-short", None, "il3-long"]
+    assert il3["routing"][1]["status"] == 413 and "196608" in il3["routing"][1]["error"]["message"]
+    assert il3["replica_restarts"] == {}
+    agreement = il3["logprob_agreement"]
+    assert max(r["tokens"] for r in agreement) > 32768 * 5  # far past the native window
+    assert all(row["max_abs_diff"] < row["tolerance"] < row["wrong_base_diff"] for row in agreement)
+    assert all(row["ratio"] for row in il3["prefill"])
