@@ -26,7 +26,8 @@ all-reduce buffers when tp > 1, and 0.5 GiB for CUDA graphs unless
 few percent; a pool that fits only by less than that margin is flagged.
 
   architecture.py  Architecture, ARCHITECTURES, resolve_architecture
-  memory.py        PoolPlan, plan_pool, plan_cluster (the arithmetic above)
+  memory.py        PoolPlan, plan_pool, plan_cluster (the arithmetic above; pools that
+                   share one GPU are told what their memory shares leave of it)
   shapes.py        WorkerShape, worker_shapes (Kubernetes worker groups)
   report.py        format_table, format_report, failures
   kv_tier.py       TierPlan, plan_tier: a pool's host-RAM KV tier (documents held,

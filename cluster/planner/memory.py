@@ -262,4 +262,40 @@ def _smallest_fitting_tp(
 
 
 def plan_cluster(cluster: ClusterConfig, *, device_memory_gib: float | None = None) -> list[PoolPlan]:
-    return [plan_pool(cluster, pool, device_memory_gib=device_memory_gib) for pool in cluster.pools]
+    plans = [plan_pool(cluster, pool, device_memory_gib=device_memory_gib) for pool in cluster.pools]
+    return _with_shared_gpu_notes(cluster, plans)
+
+
+# GPU memory left outside the engines' shares below which the plan warns.
+# Each engine fills its whole share, so whatever else holds memory on the GPU
+# (CUDA contexts, any other process) must fit the rest: on an H200 with shares
+# summing to 0.96 (5.6 GiB left), a process holding 4.5 GiB ran an engine out
+# of memory mid-prefill (benchmarks/results/gpu/internlm3-serve-oom.json).
+SHARED_GPU_HEADROOM_GIB = 8.0
+
+
+def _with_shared_gpu_notes(cluster: ClusterConfig, plans: list[PoolPlan]) -> list[PoolPlan]:
+    """Note, on pools whose workers all fit one GPU together, how much of it their shares leave."""
+    if cluster.device != "gpu":
+        return plans
+    workers = {pool.name: pool.engine.tensor_parallel_size * pool.replicas.max for pool in cluster.pools}
+    sharing = [pool for pool in cluster.pools if (pool.worker_resources or {}).get("GPU", 1.0) < 1]
+    gpu_share = sum(pool.worker_resources["GPU"] * workers[pool.name] for pool in sharing)
+    if sum(workers[pool.name] for pool in sharing) < 2 or gpu_share > 1:
+        return plans  # Ray spreads them over several GPUs, or there is nothing to share
+    memory_share = sum(pool.engine.gpu_memory_utilization * workers[pool.name] for pool in sharing)
+    names = {pool.name for pool in sharing}
+    out = []
+    for plan in plans:
+        if plan.pool in names and plan.device_memory_gib:
+            left = (1 - memory_share) * plan.device_memory_gib
+            others = ", ".join([*sorted(names - {plan.pool}), *(["its other replicas"] if workers[plan.pool] > 1 else [])])
+            note = (f"shares one GPU with {others}: their memory shares "
+                    f"sum to {memory_share:.2f} of it, leaving {left:.1f} GiB for CUDA contexts and any "
+                    "other process")
+            if left < SHARED_GPU_HEADROOM_GIB:
+                note += (f"; under {SHARED_GPU_HEADROOM_GIB:g} GiB, another process on the GPU can run an "
+                         "engine out of memory mid-prefill (each engine fills its whole share)")
+            plan = plan.model_copy(update={"notes": (*plan.notes, note)})
+        out.append(plan)
+    return out

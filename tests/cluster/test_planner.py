@@ -337,3 +337,22 @@ def test_tp_group_on_half_gpus_or_less_is_refused(share):
     raw["pools"][0]["engine"]["max_model_len"] = 65536
     raw["pools"][0]["band"] = [0, 65536]
     assert not any("same GPU" in p for p in plan_of(raw).problems)
+
+
+# --- pools sharing one GPU: what their memory shares leave of it ---------------------
+
+
+def test_pools_sharing_one_gpu_are_told_what_their_shares_leave(profile_env):
+    il25 = {p.pool: p for p in plan_cluster(load_config(profile_path("h200-1gpu")))}
+    # 0.40 + 0.56 of 140.4 GiB: 5.6 GiB left, under the headroom the H200 runs showed is needed.
+    note = next(n for n in il25["il25-short"].notes if n.startswith("shares one GPU with il25-long"))
+    assert "sum to 0.96" in note and "leaving 5.6 GiB" in note and "out of memory" in note
+    il3 = {p.pool: p for p in plan_cluster(load_config(profile_path("h200-1gpu-internlm3")))}
+    note = next(n for n in il3["il3-long"].notes if n.startswith("shares one GPU with il3-short"))
+    assert "sum to 0.90" in note and "leaving 14.0 GiB" in note and "out of memory" not in note
+
+
+def test_pools_on_separate_gpus_get_no_shared_gpu_note(profile_env):
+    # h200x4-1m: the TP=4 pool's ranks take 0.55 of four GPUs, so the shares never fit one GPU.
+    plans = plan_cluster(load_config(profile_path("h200x4-1m")))
+    assert not [n for p in plans for n in p.notes if n.startswith("shares one GPU")]
