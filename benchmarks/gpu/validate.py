@@ -185,6 +185,10 @@ def stage_stock(args, log: StageLog) -> None:
     from vllm.inputs import TokensPrompt
 
     engine_args = {**long_.engine.to_engine_kwargs(), "gpu_memory_utilization": 0.9}
+    if args.stock_hf_overrides:
+        # Diagnosis: e.g. {"rope_scaling": {"rope_type": "linear", "factor": 6.0}} gives stock vLLM a
+        # cos/sin cache covering every position, so it computes on real rotary values past the window.
+        engine_args["hf_overrides"] = json.loads(args.stock_hf_overrides)
     log.put("engine_args", engine_args)
     started = time.perf_counter()
     llm = LLM(model=config.models[m.model].path, trust_remote_code=True, **engine_args)
@@ -344,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overhead-repeats", type=int, default=30, help="c2 rounds (serve: 0 skips c2)")
     parser.add_argument("--correctness-sizes", type=int, nargs="*", default=None)
     parser.add_argument("--with-rope-plugin", action="store_true", help="stock: keep our RoPE plugin (diagnosis)")
+    parser.add_argument("--stock-hf-overrides", default=None, help="stock: hf_overrides as JSON (diagnosis)")
     parser.add_argument("--routers", default="affinity,power_of_two,prefix_cache")
     parser.add_argument("--documents", type=int, default=4)
     parser.add_argument("--questions", type=int, default=3)
