@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import Any, Callable, Mapping
 
+from ray.exceptions import RayError
 from ray.serve import context as serve_context
 from starlette.responses import Response
 
@@ -262,6 +263,17 @@ class RequestPath:
             ticket.release()
             raise APIError(504, f"no answer from pool {pool} within its timeout of {timeout:.0f} s",
                            code="timeout") from None
+        except RayError as exc:
+            # The pool's replica or its engine failed (vLLM's EngineDeadError
+            # after a CUDA out-of-memory, on the H200): a server fault the
+            # client may retry once Serve has replaced the replica, as when a
+            # replica is down, rather than an opaque 500.
+            stream.cancel()
+            ticket.release()
+            cause = getattr(exc, "cause", None) or exc
+            raise APIError(503, f"the engine of pool {pool} failed before answering ({type(cause).__name__}); "
+                           "retry once the pool is healthy again", code="engine_failed",
+                           headers={"retry-after": str(int(HEALTH_POLL_S * 5))}) from exc
         except BaseException:
             # Includes the client going away during a long prefill: stop the engine.
             stream.cancel()

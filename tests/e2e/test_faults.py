@@ -1,4 +1,4 @@
-"""Faults on the real stack: an engine replica dies in the middle of streams."""
+"""Faults on the real stack: an engine replica dies in the middle of streams; an engine dies inside a live replica."""
 
 from __future__ import annotations
 
@@ -80,3 +80,43 @@ def test_engine_replica_killed_mid_stream(cluster, http):
         return response.status_code == 200
 
     wait_until(pool_serves, 300, f"pool {pool} to serve again after its replica was killed")
+
+
+def _engine_core_of(deployment: str):
+    """The vLLM EngineCore process under the pool replica's actor process."""
+    import psutil
+
+    replicas = [p for p in psutil.process_iter(["cmdline"])
+                if any(f"ServeReplica:longctx:{deployment}" in part for part in (p.info["cmdline"] or []))]
+    assert len(replicas) == 1, f"expected one replica process of {deployment}, found {len(replicas)}"
+    cores = [c for c in replicas[0].children(recursive=True)
+             if any("EngineCore" in part for part in c.cmdline())]
+    assert cores, f"no EngineCore process under {deployment}'s replica"
+    return cores[0]
+
+
+def test_engine_death_inside_a_live_replica_is_503_until_serve_replaces_it(cluster, http):
+    """What the H200 showed (an engine out of GPU memory): the replica lives on, its engine is dead."""
+    pool = cluster.config.pools_of(IL3)[0].name
+    body = {"model": IL3, "messages": [{"role": "user", "content": "still there?"}], "max_tokens": 2}
+    wait_until(lambda: http.post("/v1/chat/completions", json=body).status_code == 200, 300,
+               f"pool {pool} to serve before its engine is killed")
+    _engine_core_of(f"pool-{pool}").kill()
+
+    first = http.post("/v1/chat/completions", json=body)
+    assert first.status_code == 503, first.text
+    error = first.json()["error"]
+    assert error["code"] == "engine_failed" and pool in error["message"] and "EngineDeadError" in error["message"]
+    assert int(first.headers["retry-after"]) > 0
+
+    # Other pools are untouched; this one answers 503 (never a 500) until Serve
+    # has replaced the replica whose health check now fails, then serves again.
+    other = http.post("/v1/chat/completions", json={**body, "model": IL25})
+    assert other.status_code == 200
+
+    def pool_serves():
+        response = http.post("/v1/chat/completions", json=body)
+        assert response.status_code in (200, 503), response.text
+        return response.status_code == 200
+
+    wait_until(pool_serves, 300, f"pool {pool} to serve again after its engine died")
