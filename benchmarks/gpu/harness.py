@@ -83,6 +83,15 @@ def ensure_checkpoints(models: Path, *, model: str = MODEL, reduced: bool = True
     return out
 
 
+def use_full_checkpoint(models: Path, model: str = MODEL) -> dict:
+    """Build the model's full-depth checkpoint and point its profiles at it."""
+    from benchmarks.gpu.validated import VALIDATED_MODELS
+    from cluster.real_size import spec_for
+
+    os.environ[VALIDATED_MODELS[model].checkpoint_env] = str(models / spec_for(model).name)
+    return ensure_checkpoints(models, model=model, reduced=False)
+
+
 # --- the cluster ------------------------------------------------------------------------
 
 

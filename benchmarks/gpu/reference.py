@@ -44,6 +44,9 @@ class InternLMReference:
         self.kind = self.config["model_type"]
         if self.kind not in _NAMES:
             raise ValueError(f"reference supports {sorted(_NAMES)}, not {self.kind}")
+        c = self.config
+        self.heads, self.kv_heads, self.layers = c["num_attention_heads"], c["num_key_value_heads"], c["num_hidden_layers"]
+        self.head_dim = c.get("head_dim", c["hidden_size"] // self.heads)
         self.device = device
         self.weights: dict[str, torch.Tensor] = {}
         for shard in sorted(self.path.glob("*.safetensors")):
@@ -53,9 +56,9 @@ class InternLMReference:
 
     def _qkv(self, p: str, hidden: torch.Tensor):
         """Query [N, heads, d], key and value [N, kv heads, d] of layer prefix ``p``."""
-        c, w, n = self.config, self.weights, hidden.shape[0]
-        nq, nkv = c["num_attention_heads"], c["num_key_value_heads"]
-        d, group = c.get("head_dim", c["hidden_size"] // nq), nq // nkv
+        w, n = self.weights, hidden.shape[0]
+        nq, nkv, d = self.heads, self.kv_heads, self.head_dim
+        group = nq // nkv
         if self.kind == "internlm2":
             qkv = (hidden @ w[f"{p}.attention.wqkv.weight"].T).view(n, nkv, group + 2, d)
             return (qkv[:, :, :group].reshape(n, nq, d), qkv[:, :, group].contiguous(),
@@ -88,10 +91,10 @@ class InternLMReference:
 
     @torch.inference_mode()
     def next_token_logprobs(self, ids: list[int], base: float) -> torch.Tensor:
-        c, w = self.config, self.weights
+        w = self.weights
         (embed, final_norm, head), (attn_norm, attn_out, mlp_norm, gate_w, up_w, down_w) = _NAMES[self.kind]
-        nq, nkv, layers = c["num_attention_heads"], c["num_key_value_heads"], c["num_hidden_layers"]
-        d, group = c.get("head_dim", c["hidden_size"] // nq), nq // nkv
+        nq, d, layers = self.heads, self.head_dim, self.layers
+        group = nq // self.kv_heads
         tokens = torch.tensor(ids, device=self.device)
         x = w[f"{embed}.weight"][tokens]
         for layer in range(layers):

@@ -52,6 +52,7 @@ from benchmarks.gpu.harness import (  # noqa: E402
     run_stage,
     stage_parser,
     random_ids,
+    use_full_checkpoint,
     versions,
 )
 
@@ -144,8 +145,7 @@ def stage_ours(args, log: StageLog) -> None:
 
     from cluster.planner import plan_pool
 
-    os.environ["INTERNLM25_1M_PATH"] = str(args.models / FULL_CHECKPOINT)
-    log.put("checkpoints_s", ensure_checkpoints(args.models, reduced=False))
+    log.put("checkpoints_s", use_full_checkpoint(args.models))
     with LocalCluster(Path(args.profile), args.set) as cluster:
         config = cluster.config
         long_ = config.pool(LONG)
@@ -237,8 +237,7 @@ def stock_engine_kwargs(config, pool) -> dict:
 
 
 def stage_stock(args, log: StageLog) -> None:
-    os.environ["INTERNLM25_1M_PATH"] = str(args.models / FULL_CHECKPOINT)
-    ensure_checkpoints(args.models, reduced=False)
+    use_full_checkpoint(args.models)
     config = load_profile(args)
     long_ = config.pool(LONG)
     # The engines' environment (NCCL_NVLS_ENABLE=0, ...), then no plugins: stock.
@@ -273,7 +272,7 @@ def stage_correctness(args, log: StageLog) -> None:
     os.environ["INTERNLM25_1M_PATH"] = str(args.models / f"{FULL_CHECKPOINT}-{REDUCED_LAYERS}l")
     log.put("profile", str(args.profile))
     validate.stage_correctness(argparse.Namespace(
-        models=args.models, correctness_sizes=args.correctness_sizes,
+        models=args.models, model=MODEL, correctness_sizes=args.correctness_sizes,
         correctness_profile=Path(args.profile)), log)
 
 

@@ -58,6 +58,7 @@ from benchmarks.gpu.harness import (  # noqa: E402
     LocalCluster,
     StageLog,
     ensure_checkpoints,
+    use_full_checkpoint,
     run_stage,
     stage_parser,
     progress,
@@ -67,19 +68,7 @@ from benchmarks.gpu.harness import (  # noqa: E402
 )
 from benchmarks.gpu.overhead import short_overhead  # noqa: E402
 from benchmarks.gpu.summary import stage_summary  # noqa: E402
-from benchmarks.gpu.validated import VALIDATED_MODELS, ValidatedModel  # noqa: E402
-
-
-def validated(args) -> ValidatedModel:
-    return VALIDATED_MODELS[args.model]
-
-
-def use_full_checkpoint(args, model: ValidatedModel) -> dict:
-    """Build the model's full-depth checkpoint and point its profile at it."""
-    from cluster.real_size import spec_for
-
-    os.environ[model.checkpoint_env] = str(args.models / spec_for(model.model).name)
-    return ensure_checkpoints(args.models, model=model.model, reduced=False)
+from benchmarks.gpu.validated import VALIDATED_MODELS  # noqa: E402
 
 
 # --- stage: serve -----------------------------------------------------------------------
@@ -90,9 +79,9 @@ def stage_serve(args, log: StageLog) -> None:
 
     from deployments.tokens import PromptTokenizer
 
-    m = validated(args)
+    m = VALIDATED_MODELS[args.model]
     model = m.model
-    log.put("checkpoints_s", use_full_checkpoint(args, m))
+    log.put("checkpoints_s", use_full_checkpoint(args.models, m.model))
     with LocalCluster(args.serve_profile or m.serve_profile) as cluster:
         log.put("startup_s", round(cluster.startup_s, 1))
         short, long_ = cluster.config.pool(m.short_pool), cluster.config.pool(m.long_pool)
@@ -154,7 +143,7 @@ def stage_overhead(args, log: StageLog) -> None:
 
     skip_draining_without_balancer()
     # The overhead profile is InternLM2.5's short pool, whatever --model says.
-    log.put("checkpoints_s", use_full_checkpoint(args, VALIDATED_MODELS[MODEL]))
+    log.put("checkpoints_s", use_full_checkpoint(args.models))
     with LocalCluster(args.overhead_profile, ["ingress.direct_ingress=true"]) as cluster:
         log.put("startup_s", round(cluster.startup_s, 1))
         short = cluster.config.pool("il25-short")
@@ -177,8 +166,8 @@ def stage_stock(args, log: StageLog) -> None:
     os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
     from cluster.config import load_config
 
-    m = validated(args)
-    use_full_checkpoint(args, m)
+    m = VALIDATED_MODELS[args.model]
+    use_full_checkpoint(args.models, m.model)
     config = load_config(args.serve_profile or m.serve_profile)
     long_ = config.pool(m.long_pool)
     from vllm import LLM, SamplingParams
@@ -231,7 +220,7 @@ def pool_base(config, pool) -> float:
 def stage_correctness(args, log: StageLog) -> None:
     import httpx
 
-    m = validated(args)
+    m = VALIDATED_MODELS[args.model]
     os.environ["LONGCTX_GPU_MODELS"] = str(args.models)
     ensure_checkpoints(args.models, model=m.model, full=False)
     sizes = args.correctness_sizes or m.correctness_sizes

@@ -278,21 +278,19 @@ def _with_shared_gpu_notes(cluster: ClusterConfig, plans: list[PoolPlan]) -> lis
     """Note, on pools whose workers all fit one GPU together, how much of it their shares leave."""
     if cluster.device != "gpu":
         return plans
-    workers = {pool.name: pool.engine.tensor_parallel_size * pool.replicas.max for pool in cluster.pools}
-    sharing = [pool for pool in cluster.pools if (pool.worker_resources or {}).get("GPU", 1.0) < 1]
-    gpu_share = sum(pool.worker_resources["GPU"] * workers[pool.name] for pool in sharing)
-    if sum(workers[pool.name] for pool in sharing) < 2 or gpu_share > 1:
-        return plans  # Ray spreads them over several GPUs, or there is nothing to share
-    memory_share = sum(pool.engine.gpu_memory_utilization * workers[pool.name] for pool in sharing)
-    names = {pool.name for pool in sharing}
+    # Workers of each pool on a fraction of a GPU: Ray packs them onto one GPU when their shares sum to <= 1.
+    sharing = {pool.name: pool for pool in cluster.pools if (pool.worker_resources or {}).get("GPU", 1.0) < 1}
+    workers = {name: pool.engine.tensor_parallel_size * pool.replicas.max for name, pool in sharing.items()}
+    if sum(workers.values()) < 2 or sum(p.worker_resources["GPU"] * workers[n] for n, p in sharing.items()) > 1:
+        return plans  # nothing shares, or Ray spreads the workers over several GPUs
+    memory_share = sum(p.engine.gpu_memory_utilization * workers[n] for n, p in sharing.items())
     out = []
     for plan in plans:
-        if plan.pool in names and plan.device_memory_gib:
+        if plan.pool in sharing and plan.device_memory_gib:
             left = (1 - memory_share) * plan.device_memory_gib
-            others = ", ".join([*sorted(names - {plan.pool}), *(["its other replicas"] if workers[plan.pool] > 1 else [])])
-            note = (f"shares one GPU with {others}: their memory shares "
-                    f"sum to {memory_share:.2f} of it, leaving {left:.1f} GiB for CUDA contexts and any "
-                    "other process")
+            others = sorted(sharing.keys() - {plan.pool}) + (["its other replicas"] if workers[plan.pool] > 1 else [])
+            note = (f"shares one GPU with {', '.join(others)}: their memory shares sum to {memory_share:.2f} "
+                    f"of it, leaving {left:.1f} GiB for CUDA contexts and any other process")
             if left < SHARED_GPU_HEADROOM_GIB:
                 note += (f"; under {SHARED_GPU_HEADROOM_GIB:g} GiB, another process on the GPU can run an "
                          "engine out of memory mid-prefill (each engine fills its whole share)")
