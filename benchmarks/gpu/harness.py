@@ -64,6 +64,21 @@ def random_ids(n: int, seed: int) -> list[int]:
     return [rng.randrange(*ID_RANGE) for _ in range(n)]
 
 
+def rotary_in_model(model) -> dict:
+    """The first rotary embedding of a loaded vLLM model: its class and cos/sin cache rows.
+
+    Runs inside the engine's worker (``LLM.apply_model``): which class a
+    config override or plugin really gave the engine, and how many positions
+    its cache covers, is what the stock stage's diagnosis rests on.
+    """
+    for module in model.modules():
+        cache = getattr(module, "cos_sin_cache", None)
+        if cache is not None:
+            return {"class": type(module).__name__, "cache_rows": int(cache.shape[0]),
+                    "base": float(getattr(module, "ntk_base", getattr(module, "base", 0.0)))}
+    return {"class": None}
+
+
 # --- checkpoints ------------------------------------------------------------------------
 
 

@@ -63,6 +63,7 @@ from benchmarks.gpu.harness import (  # noqa: E402
     stage_parser,
     progress,
     random_ids,
+    rotary_in_model,
     server_timing_ms,
     stream_completion,
 )
@@ -179,9 +180,15 @@ def stage_stock(args, log: StageLog) -> None:
         # cos/sin cache covering every position, so it computes on real rotary values past the window.
         engine_args["hf_overrides"] = json.loads(args.stock_hf_overrides)
     log.put("engine_args", engine_args)
+    # apply_model sends a function to the engine's worker, which needs pickled callables.
+    os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
     started = time.perf_counter()
     llm = LLM(model=config.models[m.model].path, trust_remote_code=True, **engine_args)
     log.put("startup_s", round(time.perf_counter() - started, 1))
+    try:
+        log.put("rotary", llm.apply_model(rotary_in_model)[0])
+    except Exception as exc:  # noqa: BLE001 - a diagnosis, not the measurement
+        log.put("rotary", {"error": f"{type(exc).__name__}: {exc}"[:300]})
     params = SamplingParams(max_tokens=1, temperature=0)
     llm.generate([TokensPrompt(prompt_token_ids=random_ids(1024, seed=3))], params, use_tqdm=False)
     for size in args.prefill_sizes or (*m.prefill_sizes, long_.max_tokens - 1):
