@@ -115,6 +115,7 @@ def stage_serve(args, log: StageLog) -> None:
         tokenizer = PromptTokenizer(model, cluster.config.models[model])
         for size in args.prefill_sizes or (*m.prefill_sizes, long_.max_tokens - 1):
             ids = random_ids(size, seed=size)
+            started_unix = time.time()  # lines the prefill up with device.sh's GPU samples (clocks.py)
             result = stream_completion(client, {"model": model, "prompt": ids, "max_tokens": 1})
             timing = server_timing_ms(result.get("server_timing"))
             # The ingress's own work on a text prompt of this size (the same
@@ -123,7 +124,8 @@ def stage_serve(args, log: StageLog) -> None:
             t0 = time.perf_counter()
             tokenizer.text_ids(text, add_special_tokens=False)
             tokenize_ms = (time.perf_counter() - t0) * 1000
-            row = {"tokens": size, **{k: result.get(k) for k in ("status", "ttft_s", "pool", "replica", "prompt_tokens")},
+            row = {"tokens": size, "started_unix": started_unix,
+                   **{k: result.get(k) for k in ("status", "ttft_s", "pool", "replica", "prompt_tokens")},
                    "ours_tok_s": size / result["ttft_s"] if result.get("ttft_s") else None,
                    "route_ms": timing.get("route"), "tokenize_ms_text_prompt": tokenize_ms,
                    "server_timing": result.get("server_timing")}
@@ -193,10 +195,12 @@ def stage_stock(args, log: StageLog) -> None:
     llm.generate([TokensPrompt(prompt_token_ids=random_ids(1024, seed=3))], params, use_tqdm=False)
     for size in args.prefill_sizes or (*m.prefill_sizes, long_.max_tokens - 1):
         ids = random_ids(size, seed=size + 7)
+        started_unix = time.time()
         t0 = time.perf_counter()
         llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)
         elapsed = time.perf_counter() - t0
-        log.append("prefill", {"tokens": size, "stock_s": elapsed, "stock_tok_s": size / elapsed})
+        log.append("prefill", {"tokens": size, "started_unix": started_unix, "stock_s": elapsed,
+                                "stock_tok_s": size / elapsed})
         progress(f"stock prefill {size:,}: {elapsed:.2f} s")
 
 
