@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 
+from benchmarks.gpu import rope_ab
 from benchmarks.gpu.harness import MODEL
 from benchmarks.gpu.kv_tier import HEADLINE_KEYS
 from benchmarks.gpu.validated import VALIDATED_MODELS
@@ -64,12 +65,8 @@ def stage_summary(args, _log=None) -> None:
     # The second model's serve, stock and correctness stages (validate.py --model).
     il3 = VALIDATED_MODELS["internlm3-8b-instruct"]
     il3_stages = [read(il3.results_prefix + stage) for stage in ("serve", "stock", "correctness")]
-    # Stock vLLM past InternLM3's window, same engine arguments, on a second
-    # machine: with our RoPE plugin, then without it (validate.py stock --with-rope-plugin).
-    il3_ab = [{"rope_plugin": run.get("rope_plugin"), "started": run["started"],
-               "prefill": [{k: r[k] for k in ("tokens", "stock_s", "stock_tok_s")} for r in run.get("prefill", [])]}
-              for run in (read(il3.results_prefix + "stock-rope-plugin"), read(il3.results_prefix + "stock-again"))
-              if run]
+    # InternLM3's prefill past its window: our engine and stock vLLM's rope variants with the GPU's clock.
+    il3_ab = rope_ab.arm_rows(results)
     summary = {
         "gpu": v.get("gpu"), "ray": v.get("ray"), "vllm": v.get("vllm"), "torch": v.get("torch"),
         "python": v.get("python"),
@@ -98,7 +95,8 @@ def stage_summary(args, _log=None) -> None:
         "kv_tier": {k: tier[k] for k in HEADLINE_KEYS if k in tier} or None,
         # InternLM3-8B-Instruct on its own one-GPU profile: the same (a), (b), (c).
         "internlm3": {"model": il3.model, **model_summary(*il3_stages, il3.short_pool),
-                      "stock_rope_plugin_ab": il3_ab or None} if any(il3_stages) else None,
+                      "rope_ab": {"ours_against_stock": rope_ab.ours_against_stock(il3_ab), "arms": il3_ab}
+                      if il3_ab else None} if any(il3_stages) else None,
     }
     (results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if qa.get("results"):

@@ -14,6 +14,7 @@ def test_committed_summary_is_the_fold_of_the_stage_files(tmp_path, capsys):
     for stage in RESULTS.glob("*.json"):
         if stage.name != "summary.json":
             shutil.copy(stage, tmp_path)
+    shutil.copytree(RESULTS / "logs", tmp_path / "logs")  # the GPU's clock samples and the stage logs
     stage_summary(argparse.Namespace(results=tmp_path))
     folded = json.loads((tmp_path / "summary.json").read_text())
     assert folded == json.loads((RESULTS / "summary.json").read_text())
