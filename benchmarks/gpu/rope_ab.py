@@ -49,11 +49,16 @@ def read_samples(path: Path) -> list[tuple[float, int, float]]:
              int(r[1].split()[0]), float(r[2].split()[0])) for r in rows if len(r) >= 3]
 
 
+def _seconds(row: dict) -> float | None:
+    """A prefill row's duration: the stock stage's engine time, or the serve stage's TTFT through HTTP."""
+    return row.get("stock_s") or row.get("ttft_s")
+
+
 def prefill_windows(stage: dict, log: Path) -> dict[int, tuple[float, float]]:
     """tokens -> (start, seconds) of each prefill: from the row, else from the log line that ends it."""
     windows = {}
     for row in stage.get("prefill", []):
-        seconds = row.get("stock_s") or row.get("ttft_s")
+        seconds = _seconds(row)
         if row.get("started_unix") and seconds:
             windows[row["tokens"]] = (row["started_unix"], seconds)
     if not windows and log.exists():
@@ -78,7 +83,7 @@ def arm_rows(results: Path) -> list[dict]:
         windows = prefill_windows(stage, results / "logs" / f"{name}.log")
         prefill = []
         for row in stage.get("prefill", []):
-            seconds = row.get("stock_s") or row.get("ttft_s")
+            seconds = _seconds(row)
             start, span = windows.get(row["tokens"], (None, None))
             inside = [s for s in samples if start is not None and start <= s[0] <= start + span]
             prefill.append({

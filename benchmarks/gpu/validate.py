@@ -82,7 +82,7 @@ def stage_serve(args, log: StageLog) -> None:
 
     m = VALIDATED_MODELS[args.model]
     model = m.model
-    log.put("checkpoints_s", use_full_checkpoint(args.models, m.model))
+    log.put("checkpoints_s", use_full_checkpoint(args.models, model))
     with LocalCluster(args.serve_profile or m.serve_profile) as cluster:
         log.put("startup_s", round(cluster.startup_s, 1))
         short, long_ = cluster.config.pool(m.short_pool), cluster.config.pool(m.long_pool)
@@ -115,7 +115,7 @@ def stage_serve(args, log: StageLog) -> None:
         tokenizer = PromptTokenizer(model, cluster.config.models[model])
         for size in args.prefill_sizes or (*m.prefill_sizes, long_.max_tokens - 1):
             ids = random_ids(size, seed=size)
-            started_unix = time.time()  # lines the prefill up with device.sh's GPU samples (clocks.py)
+            started_unix = time.time()  # lines the prefill up with device.sh's GPU samples (rope_ab.py)
             result = stream_completion(client, {"model": model, "prompt": ids, "max_tokens": 1})
             timing = server_timing_ms(result.get("server_timing"))
             # The ingress's own work on a text prompt of this size (the same
