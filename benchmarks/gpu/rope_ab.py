@@ -85,7 +85,7 @@ def arm_rows(results: Path) -> list[dict]:
         for row in stage.get("prefill", []):
             seconds = _seconds(row)
             start, span = windows.get(row["tokens"], (None, None))
-            inside = [s for s in samples if start is not None and start <= s[0] <= start + span]
+            inside = [] if start is None else [s for s in samples if start <= s[0] <= start + span]
             prefill.append({
                 "tokens": row["tokens"], "seconds": round(seconds, 2),
                 "sm_clock_mhz": statistics.median(s[1] for s in inside) if inside else None,
@@ -118,3 +118,9 @@ def ours_against_stock(arms: list[dict]) -> list[dict]:
                         "stock_correct_rope": correct["power_w"]},
         })
     return rows
+
+
+def summarize(results: Path) -> dict | None:
+    """summary.json's ``internlm3.rope_ab``: ours against stock per size, and every arm; None without arms."""
+    arms = arm_rows(results)
+    return {"ours_against_stock": ours_against_stock(arms), "arms": arms} if arms else None

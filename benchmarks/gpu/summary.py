@@ -65,8 +65,6 @@ def stage_summary(args, _log=None) -> None:
     # The second model's serve, stock and correctness stages (validate.py --model).
     il3 = VALIDATED_MODELS["internlm3-8b-instruct"]
     il3_stages = [read(il3.results_prefix + stage) for stage in ("serve", "stock", "correctness")]
-    # InternLM3's prefill past its window: our engine and stock vLLM's rope variants with the GPU's clock.
-    il3_ab = rope_ab.arm_rows(results)
     summary = {
         "gpu": v.get("gpu"), "ray": v.get("ray"), "vllm": v.get("vllm"), "torch": v.get("torch"),
         "python": v.get("python"),
@@ -94,9 +92,9 @@ def stage_summary(args, _log=None) -> None:
         # Issue 11's headline (kv_tier.json has the per-question detail).
         "kv_tier": {k: tier[k] for k in HEADLINE_KEYS if k in tier} or None,
         # InternLM3-8B-Instruct on its own one-GPU profile: the same (a), (b), (c).
+        # Its prefill past the window: our engine and stock vLLM's rope variants with the GPU's clock.
         "internlm3": {"model": il3.model, **model_summary(*il3_stages, il3.short_pool),
-                      "rope_ab": {"ours_against_stock": rope_ab.ours_against_stock(il3_ab), "arms": il3_ab}
-                      if il3_ab else None} if any(il3_stages) else None,
+                      "rope_ab": rope_ab.summarize(results)} if any(il3_stages) else None,
     }
     (results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if qa.get("results"):
