@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
 import subprocess
 from collections import defaultdict
 from pathlib import Path
@@ -114,7 +115,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_graph_sees_the_project_imports():
     graph = import_graph()
     assert "cluster.config" in graph["deployments.routing.bands"]
-    assert "deployments.ingress.request_path" in graph["deployments.documents.api"]
+    assert "deployments.dispatch.request_path" in graph["deployments.documents.api"]
     # Inside a package, its own __init__ is not an import of its submodules.
     assert "cluster.config" not in graph["cluster.config.pool"]
 
@@ -159,3 +160,40 @@ def test_no_merge_conflict_markers_are_committed():
     marker = "^(<<<<<<< |>>>>>>> |=======$)"
     found = subprocess.run(["git", "grep", "-nE", marker], cwd=REPO, capture_output=True, text=True).stdout
     assert found == "", f"unresolved merge conflict:\n{found}"
+
+
+def folder_of(module: str) -> str:
+    """The folder of ``deployments/`` or ``cluster/`` a module lives in (one level down)."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_two_folders_import_each_other():
+    """Layers run one way (app -> ingress -> documents -> dispatch -> routing and the leaves):
+    a folder that imports another is never imported back by it, directly or through a third."""
+    folders: dict[str, set[str]] = defaultdict(set)
+    for module, targets in import_graph().items():
+        for target in targets:
+            if "." in module and "." in target and folder_of(target) != folder_of(module):
+                folders[folder_of(module)].add(folder_of(target))
+    assert cycles(dict(folders)) == [], "these folders import each other"
+
+
+def indexed_names(init: Path) -> set[str] | None:
+    """Names a package docstring's index lists (``  name.py`` or ``  name/`` at a line start), or None."""
+    doc = ast.get_docstring(ast.parse(init.read_text()), clean=False) or ""
+    return set(re.findall(r"^\s{2,}(\w+\.py|\w+/)\s", doc + "\n", flags=re.MULTILINE)) or None
+
+
+@pytest.mark.parametrize("init", sorted(
+    p.relative_to(REPO).as_posix() for p in tracked_files()
+    if p.name == "__init__.py" and p.relative_to(REPO).parts[0] in PACKAGES
+))
+def test_package_index_lists_its_modules(init):
+    path = REPO / init
+    listed = indexed_names(path)
+    if listed is None:
+        pytest.skip(f"{init} has no module index")
+    present = {p.name for p in path.parent.glob("*.py") if p.name != "__init__.py"} | {
+        f"{p.name}/" for p in path.parent.iterdir() if (p / "__init__.py").is_file()
+    }
+    assert listed == present, f"{init}: lists {sorted(listed - present)} that are gone, misses {sorted(present - listed)}"

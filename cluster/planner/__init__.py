@@ -25,6 +25,7 @@ all-reduce buffers when tp > 1, and 0.5 GiB for CUDA graphs unless
 3.5 GiB and gives the ~445k-token single-request capacity estimated for it. Real runs differ by a
 few percent; a pool that fits only by less than that margin is flagged.
 
+  base.py          FrozenModel, PlanError: what the parts share
   architecture.py  Architecture, ARCHITECTURES, resolve_architecture
   memory.py        PoolPlan, plan_pool, plan_cluster (the arithmetic above; pools that
                    share one GPU are told what their memory shares leave of it)

@@ -33,8 +33,8 @@ from deployments.documents.records import Document, DocumentMeta
 from deployments.documents.store import DocumentStore
 from deployments.documents.warm import Warmer, WarmBody
 from deployments.errors import APIError
-from deployments.ingress.keepalive import requested_heartbeat
-from deployments.ingress.request_path import RequestPath, ServerTimings
+from deployments.dispatch.keepalive import requested_heartbeat
+from deployments.dispatch.request_path import RequestPath, ServerTimings
 from deployments.routing.bands import NoPoolFits
 from deployments.schemas import StreamOptions
 

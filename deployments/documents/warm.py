@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from deployments.documents.records import DocumentMeta, WarmState
 from deployments.documents.store import DocumentStore
 from deployments.errors import APIError
-from deployments.ingress.request_path import RequestPath
+from deployments.dispatch.request_path import RequestPath
 from deployments.routing.bands import NoPoolFits, RouteDecision
 
 logger = logging.getLogger("longctx.documents.warm")

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 
 from deployments.documents.api import document_routes
 from deployments.errors import install_error_handlers
-from deployments.ingress.keepalive import requested_heartbeat
+from deployments.dispatch.keepalive import requested_heartbeat
 from deployments.ingress.middleware import install_middlewares
 from deployments.ingress.service import Ingress
 from deployments.schemas import ChatCompletionBody, CompletionBody

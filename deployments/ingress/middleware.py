@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from deployments.auth import KeyRing
 from deployments.errors import APIError
 from deployments.http_limits import BodyLimitMiddleware
-from deployments.ingress.relay import POOL_HEADER
+from deployments.dispatch.relay import POOL_HEADER
 from deployments.metrics import RouterMetrics
 
 # Paths a load balancer or kubelet probes without a key.

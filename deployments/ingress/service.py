@@ -18,9 +18,9 @@ from deployments.auth import KeyRing
 from deployments.documents.api import DocumentService
 from deployments.documents.backends.factory import open_store
 from deployments.errors import APIError
-from deployments.ingress.health import PoolHealth
-from deployments.ingress.keepalive import HeartbeatChoice
-from deployments.ingress.request_path import RequestPath, ServerTimings
+from deployments.dispatch.health import PoolHealth
+from deployments.dispatch.keepalive import HeartbeatChoice
+from deployments.dispatch.request_path import RequestPath, ServerTimings
 from deployments.metrics import RouterMetrics
 from deployments.routing.admission import AdmissionController
 from deployments.schemas import ChatCompletionBody, CompletionBody

@@ -1,6 +1,6 @@
 """Document affinity: questions about one document meet the replica that holds its KV.
 
-Three parts, in the order a request meets them:
+Four parts, in the order a request meets them:
 
   key.py     the ingress derives an affinity key (the document's, or a hash of
              a long prompt's leading tokens) and passes it as Serve's session_id;

@@ -23,9 +23,9 @@ from starlette.responses import Response
 
 from cluster.config import ClusterConfig
 from deployments.errors import APIError
-from deployments.ingress.health import HEALTH_POLL_S, PoolHealth
-from deployments.ingress.keepalive import PENDING_REPLICA, HeartbeatChoice, committed_response, request_heartbeat
-from deployments.ingress.relay import POOL_HEADER, REPLICA_HEADER, EngineCall, respond
+from deployments.dispatch.health import HEALTH_POLL_S, PoolHealth
+from deployments.dispatch.keepalive import PENDING_REPLICA, HeartbeatChoice, committed_response, request_heartbeat
+from deployments.dispatch.relay import POOL_HEADER, REPLICA_HEADER, EngineCall, respond
 from deployments.metrics import RouterMetrics
 from deployments.replica_tag import read_replica_tag
 from deployments.routing.admission import AdmissionController, PoolFull, PoolUnavailable, Ticket
@@ -172,7 +172,7 @@ class RequestPath:
                       chat: bool, document_key: str | None, heartbeat: HeartbeatChoice | None) -> Response:
         """Start the engine calls; answer as usual if they produce their first
         item within the pool's heartbeat, else commit a 200 and keep the
-        connection alive until they do (deployments/ingress/keepalive.py)."""
+        connection alive until they do (deployments/dispatch/keepalive.py)."""
         started = time.monotonic()
         replicas: dict[int, str] = {}
         task = asyncio.ensure_future(self._start_all(decisions, requests, timings, document_key, replicas))

@@ -15,7 +15,7 @@ import pytest
 
 from cluster.config import load_config, profile_path
 from deployments.errors import APIError
-from deployments.ingress.keepalive import (
+from deployments.dispatch.keepalive import (
     HEARTBEAT_HEADER,
     STREAM_FRAMES,
     Heartbeat,

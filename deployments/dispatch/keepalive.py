@@ -40,7 +40,7 @@ from starlette.responses import StreamingResponse
 from cluster.config import ClusterConfig
 from cluster.config.ingress import HeartbeatFrame
 from deployments.errors import APIError, error_body
-from deployments.ingress.relay import json_payload, sse_body
+from deployments.dispatch.relay import json_payload, sse_body
 from deployments.metrics import RouterMetrics
 
 # x-replica at commit time for a call whose replica has not yet been named
