@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.gpu.harness import replica_restarts  # noqa: E402
-from tests.support.ports import free_loopback_port  # noqa: E402
+from benchmarks.common.ports import free_loopback_port  # noqa: E402
 
 PROFILE = REPO / "benchmarks" / "profiles" / "doc-qa-cpu.yaml"
 MODEL = "internlm2_5-7b-chat-1m"

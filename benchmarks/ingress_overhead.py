@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.gpu.harness import DirectPool  # noqa: E402
-from tests.support.ports import free_loopback_port  # noqa: E402
+from benchmarks.common.ports import free_loopback_port  # noqa: E402
 
 MODEL = "internlm2_5-7b-chat-1m"
 

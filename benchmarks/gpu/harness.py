@@ -130,7 +130,7 @@ class LocalCluster:
     """The real stack (Ray, Serve, pools, ingress) for one profile, in this process."""
 
     def __init__(self, profile: Path, overrides: list[str] | None = None):
-        from tests.support.ports import free_loopback_port
+        from benchmarks.common.ports import free_loopback_port
 
         self.port = free_loopback_port()
         self.profile = profile
@@ -139,7 +139,7 @@ class LocalCluster:
 
     def __enter__(self) -> "LocalCluster":
         from cluster.cli import start_cluster
-        from tests.support.ports import free_loopback_port
+        from benchmarks.common.ports import free_loopback_port
         from cluster.config import load_config
 
         self.config = load_config(self.profile, self.overrides)

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.ports import free_loopback_port
+from benchmarks.common.ports import free_loopback_port
 from cluster.config import ClusterConfig, load_config, profile_path
 
 

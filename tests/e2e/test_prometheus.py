@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.support.ports import free_loopback_port
+from benchmarks.common.ports import free_loopback_port
 from tests.monitoring import promql
 from tests.monitoring.vllm_metrics import TIER_SERIES
 

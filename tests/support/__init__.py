@@ -1,6 +1,6 @@
-"""Helpers of the tests (and the benchmarks), kept out of the shipped packages.
+"""Helpers of the tests, kept out of the shipped packages (the benchmarks share nothing from here;
+a free loopback port comes from benchmarks/common/ports.py).
 
-* ``ports``: a free loopback port for side-by-side local clusters and servers;
 * ``rope``: the plain-PyTorch reference forward pass of the demo models and
   the logprob comparison the RoPE tests judge engines by.
 """

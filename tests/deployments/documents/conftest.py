@@ -17,7 +17,7 @@ from typing import Callable
 
 import pytest
 
-from tests.support.ports import free_loopback_port
+from benchmarks.common.ports import free_loopback_port
 from cluster.config.documents import StoreLimits
 from deployments.documents.store import DocumentStore
 

@@ -2,12 +2,12 @@
 
 import pytest
 
+from benchmarks.common.ports import free_loopback_port
 from cluster.config.documents import DocumentStoreConfig, StoreLimits
 from deployments.documents.backends.factory import open_store
 from deployments.documents.backends.sqlite import SQLiteDocumentStore
 from deployments.documents.errors import StoreUnavailable
 from deployments.documents.store import DocumentStore
-from tests.support.ports import free_loopback_port
 
 
 def test_defaults_open_sqlite(tmp_path):
@@ -27,3 +27,10 @@ def test_unreachable_redis_is_unavailable():
         assert e.value.http_status == 503
     finally:
         store.close()
+
+
+def test_a_missing_password_variable_is_named_at_open():
+    pytest.importorskip("redis")
+    config = DocumentStoreConfig(backend="redis", url="redis://127.0.0.1:6379/1", password_env="LONGCTX_TEST_PW")
+    with pytest.raises(ValueError, match="LONGCTX_TEST_PW, which is not set"):
+        open_store(config, env={})

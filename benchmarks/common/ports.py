@@ -1,4 +1,6 @@
-"""Free loopback ports for servers the tests and benchmarks start next to each other."""
+"""Free loopback ports for servers the benchmarks and tests start next to each other.
+
+Here, not in tests/support: the benchmarks are product code and import nothing from tests/."""
 
 from __future__ import annotations
 
