@@ -96,6 +96,19 @@ class ClusterConfig(StrictModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _shared_documents_with_replicas(self) -> "ClusterConfig":
+        # Serve may place ingress replicas on different nodes, each with its own
+        # SQLite file: an upload to one would be a 404 on the others.
+        if self.ingress.replicas > 1 and self.documents.store.backend == "sqlite":
+            raise ValueError(
+                f"ingress.replicas is {self.ingress.replicas} but documents.store.backend is sqlite, "
+                "a file each replica's node keeps to itself (an upload to one replica is a 404 on "
+                "another); set documents.store.backend: redis with documents.store.url (the Helm "
+                "chart does it for you), or ingress.replicas: 1"
+            )
+        return self
+
     def pools_of(self, model: str) -> list[PoolConfig]:
         """The model's pools, shortest band first."""
         return sorted((p for p in self.pools if p.model == model), key=lambda p: p.min_tokens)

@@ -87,8 +87,8 @@ class StoreLimits(StrictModel):
 
 
 class DocumentStoreConfig(StrictModel):
-    """Where documents live. SQLite for one node, Redis when ingress replicas
-    run on several nodes."""
+    """Where documents live. SQLite for one ingress replica (the config refuses
+    it with more), Redis for several, which may run on different nodes."""
 
     backend: Literal["sqlite", "redis"] = Field(
         default="sqlite", description="`sqlite` (embedded, one node) or `redis` (shared)."
@@ -103,6 +103,14 @@ class DocumentStoreConfig(StrictModel):
         default=None,
         description="Redis only: `redis://[:password@]host:port/db`, `rediss://...` "
         "or `unix:///path`. Use a ${ENV} reference for the password.",
+    )
+    password_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Redis only: environment variable holding the server's password (e.g. from "
+        "a Kubernetes Secret, as the Helm chart sets it), read where the store opens, so the "
+        "password is in neither the profile nor the Serve config and needs no URL escaping. "
+        "The variable must be set there; a password in the URL wins over it.",
     )
     key_prefix: str = Field(
         default="longctx:docs:",
@@ -123,6 +131,8 @@ class DocumentStoreConfig(StrictModel):
                 raise ValueError("documents.url is required when backend is redis")
             if not self.url.startswith(("redis://", "rediss://", "unix://")):
                 raise ValueError("documents.url must start with redis://, rediss:// or unix://")
+        elif self.password_env is not None:
+            raise ValueError("documents.store.password_env is for backend redis only")
         return self
 
 

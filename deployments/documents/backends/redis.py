@@ -163,12 +163,15 @@ class RedisDocumentStore:
         *,
         key_prefix: str = "longctx:docs:",
         timeout_s: float = 30.0,
+        password: str | None = None,
     ):
         self._limits = limits or StoreLimits()
         self._p = key_prefix
         def connect(decode_responses: bool) -> redis.Redis:
+            # redis-py: a password in the URL wins over this one.
             return redis.Redis.from_url(
                 url,
+                password=password,
                 decode_responses=decode_responses,
                 socket_timeout=timeout_s,
                 socket_connect_timeout=min(timeout_s, 5.0),
