@@ -145,7 +145,7 @@ def connect_ray(address: str) -> None:
         raise SystemExit(
             f"Ray at {address}: no token, or not the cluster's. Every node and client needs "
             "RAY_AUTH_MODE=token and the cluster's token, RAY_AUTH_TOKEN_PATH=<token file> "
-            "(or RAY_AUTH_TOKEN); see README, Multi-node."
+            "(or RAY_AUTH_TOKEN); see docs/configuration.md, Multi-node."
         ) from None
 
 
@@ -204,7 +204,7 @@ def start_cluster(
 
 def _metrics_line(args) -> str:
     if args.address:
-        return "Prometheus metrics: every node's metrics export port (see README, What to scrape)"
+        return "Prometheus metrics: every node's metrics export port (see docs/operations.md, What to scrape)"
     return f"Prometheus metrics: http://127.0.0.1:{args.metrics_port}/metrics"
 
 

@@ -2,10 +2,11 @@
 
 Why: a short request through Serve's HTTP proxy takes two hops (proxy ->
 ingress replica -> pool replica); on one H200 the proxy's hop was most of what
-our path added to a 1k-token request (README, Measured on a GPU). With direct
-ingress every ingress replica runs its own HTTP server, and a load balancer
-that sends there skips the proxy. This is Serve's own feature (Ray 2.58-2.60),
-not ours: we only switch it on and say where the replicas listen.
+our path added to a 1k-token request (benchmarks/README.md, "With Serve's direct
+ingress"). With direct ingress every ingress replica runs its own HTTP server,
+and a load balancer that sends there skips the proxy. This is Serve's own
+feature (Ray 2.58-2.60), not ours: we only switch it on and say where the
+replicas listen.
 
 Serve reads the switch from the environment when ``ray.serve`` is imported, in
 every process, so it has to be in the environment of the processes Ray starts:

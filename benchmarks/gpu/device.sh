@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU test machine's side of a validation run (README.md, "Measured on a GPU").
+# The GPU test machine's side of a validation run (benchmarks/README.md, "Measured on a GPU").
 #
 #   benchmarks/gpu/device.sh receive PART   copy one carried bundle part to /root/b
 #   benchmarks/gpu/device.sh STAGE [ARGS]   unpack the bundle once, run a stage of validate.py

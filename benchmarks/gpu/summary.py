@@ -70,7 +70,7 @@ def stage_summary(args, _log=None) -> None:
         "python": v.get("python"),
         "command": "python benchmarks/gpu/validate.py {checkpoints,serve,stock,correctness,doc_qa,kv_tier} "
                    "[--model internlm3-8b-instruct] --results benchmarks/results/gpu (each stage on the H200 via "
-                   "benchmarks/gpu/device.sh; README, Measured on a GPU)",
+                   "benchmarks/gpu/device.sh; benchmarks/README.md, Measured on a GPU)",
         **model_summary(serve_, stock, correct, VALIDATED_MODELS[MODEL].short_pool),
         "short_overhead": {k: serve_.get("short_overhead", {}).get(k) for k in ("ours_ms", "engine_ms", "ratio")},
         # Our API through the ingress replica's own port (Serve's direct ingress: no proxy hop).

@@ -314,7 +314,7 @@ def stage_summary(args, _log=None) -> None:
         "replica_restarts": ours.get("replica_restarts"), "agreement": agreement,
         "versions": {k: v.get(k) for k in ("python", "ray", "vllm", "torch", "transformers")},
         "command": "benchmarks/gpu/device.sh tp4 {checkpoints,ours,stock,correctness} on nvidia-h200-x4; "
-                   "python benchmarks/gpu/tp4_1m.py summary (README, Measured on a GPU)",
+                   "python benchmarks/gpu/tp4_1m.py summary (benchmarks/README.md, Measured on a GPU)",
         "stage_commands": {s: d.get("command") for s, d in (("ours", ours), ("stock", stock),
                                                             ("correctness", correct)) if d},
     }

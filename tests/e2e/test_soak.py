@@ -3,7 +3,7 @@
 Asserts no 5xx and no lost request (every request ends with [DONE], or is
 refused with 429 + Retry-After and counted), and records memory of the
 cluster's processes at the start and the end. Figures go to
-benchmarks/results/soak.json; README quotes them.
+benchmarks/results/soak.json; benchmarks/README.md quotes them.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def test_image_ref_reads_the_chart():
 
 @pytest.mark.parametrize("values, expected", [
     pytest.param({}, None, id="default"),
-    # README's "Build the image": --set image.repository=... --set image.tag=...
+    # docs/kubernetes.md's "Build the image": --set image.repository=... --set image.tag=...
     pytest.param({"image": {"repository": "registry.example.com/ml/longctx", "tag": "0.1.0-rc1"}},
                  "registry.example.com/ml/longctx:0.1.0-rc1", id="set"),
 ])

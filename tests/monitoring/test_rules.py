@@ -129,7 +129,7 @@ def test_dashboard_model(name):
         for target in panel["targets"]:
             assert target["expr"].strip(), f"{panel['title']}: empty expr"
             assert target["datasource"]["uid"] == "${datasource}", panel["title"]
-        assert panel["description"], f"{panel['title']}: no description (README's Operations section relies on it)"
+        assert panel["description"], f"{panel['title']}: no description (docs/operations.md's Dashboards section relies on it)"
     for variable in variables.values():
         if variable["type"] == "query":
             assert variable["datasource"]["uid"] == "${datasource}"

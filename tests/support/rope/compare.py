@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 # Max abs difference in per-token prompt logprobs (nats) counted as agreement.
 # Measured engine-vs-reference differences on the float32 tiny models are
-# ~1e-5 (README, "Measured agreement"); a wrong rotary base moves them by > 1.
+# ~1e-5 (docs/long-context.md, "Measured agreement"); a wrong rotary base moves them by > 1.
 # 1e-3 leaves two orders of magnitude for thread-count and chunking noise.
 TOLERANCE = 1e-3
 
