@@ -47,7 +47,7 @@ def gpu_share_env(pool: PoolConfig, device: str) -> dict[str, str]:
     return {"VLLM_RAY_PER_WORKER_GPUS": str(share)} if 0 < share < 1 else {}
 
 
-def _rope_engine_kwargs(cluster: ClusterConfig, pool: PoolConfig) -> dict:
+def rope_engine_kwargs(cluster: ClusterConfig, pool: PoolConfig) -> dict:
     """Engine kwargs of the long-context RoPE fix (deployments/rope)."""
     model = cluster.models[pool.model]
     return rope.engine_kwargs_for_pool(
@@ -82,7 +82,7 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
         **pool.engine.to_engine_kwargs(),
         "trust_remote_code": model.trust_remote_code,
     }
-    rope_kwargs = _rope_engine_kwargs(cluster, pool)
+    rope_kwargs = rope_engine_kwargs(cluster, pool)
     if rope_kwargs.get("hf_overrides"):
         engine_kwargs["hf_overrides"] = {**engine_kwargs.get("hf_overrides", {}), **rope_kwargs.pop("hf_overrides")}
     engine_kwargs.update(rope_kwargs)
