@@ -312,13 +312,13 @@ def test_h200x4_holds_a_million_token_request_and_a_short_pool(profile_env, caps
 
 
 def test_h200x4_long_pool_gets_the_model_max_length_override(profile_env):
-    from deployments.engines import _rope_engine_kwargs
+    from deployments.engines import rope_engine_kwargs
 
     cluster = load_config(profile_path("h200x4-1m"))
-    kwargs = _rope_engine_kwargs(cluster, cluster.pool("il25-long"))
+    kwargs = rope_engine_kwargs(cluster, cluster.pool("il25-long"))
     # Past vLLM's derived 655,360 (native x factor): model_max_length lets it start.
     assert kwargs["hf_overrides"] == {"dynamic_ntk_seq_len": 1048576, "model_max_length": 1048576}
-    assert _rope_engine_kwargs(cluster, cluster.pool("il25-short")) == {}
+    assert rope_engine_kwargs(cluster, cluster.pool("il25-short")) == {}
 
 
 @pytest.mark.parametrize("share", [0.5, 0.3])
