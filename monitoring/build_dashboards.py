@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 DASHBOARDS = Path(__file__).resolve().parents[1] / "helm" / "monitoring" / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 APP = 'application="longctx"'
+# Every series a panel reads is narrowed to the namespace and Ray cluster
+# chosen on the dashboard: on Kubernetes two releases (namespaces), or the old
+# and new RayCluster of a NewCluster upgrade, would otherwise add up in one
+# line. namespace is prometheus-operator's target label, ray_io_cluster the
+# chart's PodMonitor copy of KubeRay's pod label ray.io/cluster. A local
+# Prometheus has neither: "All" is ".*", which also matches a missing label.
+SCOPE = 'namespace=~"$namespace", ray_io_cluster=~"$cluster"'
+SERIES = re.compile(r"(?<![\w:])(ray_[A-Za-z0-9_]+)(\{([^}]*)\})?")
 
 # vLLM's series name the Serve replica (ReplicaId) but not the pool: two pools
 # can serve one model. Serve's per-replica gauge maps replica -> deployment
@@ -56,8 +65,17 @@ def quantile(q: float, bucket: str, by: str, pool_map: str | None = POOL_MAP) ->
     return f"histogram_quantile({q}, sum by ({by}, le) ({rate}))"
 
 
+def scoped(expr: str) -> str:
+    """Add the namespace and cluster matchers to every ray_* selector of expr."""
+    def add(match: re.Match) -> str:
+        matchers = match.group(3)
+        return f"{match.group(1)}{{{matchers + ', ' if matchers else ''}{SCOPE}}}"
+
+    return SERIES.sub(add, expr)
+
+
 def target(expr: str, legend: str = "", ref: str = "A", **extra) -> dict:
-    return {"refId": ref, "datasource": DATASOURCE, "expr": expr, "legendFormat": legend, **extra}
+    return {"refId": ref, "datasource": DATASOURCE, "expr": scoped(expr), "legendFormat": legend, **extra}
 
 
 def quantile_targets(bucket: str, by: str, legend: str, pool_map: str | None = POOL_MAP) -> list[dict]:
@@ -120,8 +138,41 @@ def datasource_variable() -> dict:
     }
 
 
+def scope_variable(name: str, label: str, title: str, selector: str) -> dict:
+    """A namespace or Ray cluster filter: All by default, and All is ".*"."""
+    query = f"label_values({selector}, {label})"
+    return {
+        "name": name,
+        "label": title,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "definition": query,
+        "query": {"query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "regex": "",
+        "includeAll": True,
+        "multi": True,
+        # ".*" also matches a series without the label: a local Prometheus.
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "refresh": 2,
+        "sort": 1,
+        "hide": 0,
+        "options": [],
+    }
+
+
+def scope_variables() -> list[dict]:
+    healthy = "ray_serve_deployment_replica_healthy"
+    return [
+        scope_variable("namespace", "namespace", "Namespace", f"{healthy}{{{APP}}}"),
+        scope_variable("cluster", "ray_io_cluster", "Ray cluster",
+                       f'{healthy}{{{APP}, namespace=~"$namespace"}}'),
+    ]
+
+
 def pool_variable() -> dict:
-    query = f'label_values(ray_serve_replica_processing_queries{{{APP}, deployment=~"pool-.+"}}, deployment)'
+    query = (f'label_values(ray_serve_replica_processing_queries{{{APP}, deployment=~"pool-.+", {SCOPE}}}, '
+             "deployment)")
     return {
         "name": "pool",
         "label": "Pool",
@@ -157,7 +208,7 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict], variab
         "timezone": "browser",
         "annotations": {"list": []},
         "links": [{"title": "longctx", "type": "dashboards", "tags": ["longctx"], "asDropdown": True}],
-        "templating": {"list": [datasource_variable(), *variables]},
+        "templating": {"list": [datasource_variable(), *scope_variables(), *variables]},
         "panels": layout(panels),
     }
 

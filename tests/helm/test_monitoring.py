@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -81,3 +82,49 @@ def test_invalid_dashboard_json_fails_the_render(chart_with_monitoring):
     chart = helm.Chart.load(str(chart_with_monitoring))
     with pytest.raises(helm.HelmError, match="broken.json"):
         chart.render({}, name="lc", namespace="llm")
+
+
+def _rule_exprs(rule_object: dict) -> list[str]:
+    return [rule["expr"] for group in rule_object["spec"]["groups"] for rule in group["rules"]]
+
+
+def test_the_pod_monitor_labels_targets_as_the_rules_and_dashboards_select_them(rendered):
+    docs = rendered["a100-80g"]
+    endpoint = the(docs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]
+    relabelings = endpoint["relabelings"]
+    # prometheus-operator would name the job "<namespace>/<name>"; the rules
+    # (and monitoring/prometheus.yml) select job="longctx".
+    (job,) = [r for r in relabelings if r.get("targetLabel") == "job"]
+    assert job == {"targetLabel": "job", "replacement": "longctx"}
+    jobs = {name for expr in _rule_exprs(the(docs, "PrometheusRule")) for name in re.findall(r'job="([^"]+)"', expr)}
+    assert jobs == {job["replacement"]}
+    # KubeRay's ray.io/cluster pod label becomes the dashboards' cluster label.
+    (cluster,) = [r for r in relabelings if r.get("targetLabel") == "ray_io_cluster"]
+    assert cluster["sourceLabels"] == ["__meta_kubernetes_pod_label_ray_io_cluster"]
+    for board in (CHART / "monitoring" / "dashboards").glob("*.json"):
+        variables = {v["name"]: v for v in json.loads(board.read_text())["templating"]["list"]}
+        assert variables["cluster"]["definition"].endswith(", ray_io_cluster)"), board.name
+    # The PodMonitor selects the head and every worker pod of the release.
+    selector = the(docs, "PodMonitor")["spec"]["selector"]["matchLabels"]
+    cluster_spec = the(docs, "RayService")["spec"]["rayClusterConfig"]
+    pods = [cluster_spec["headGroupSpec"]["template"]] + [g["template"] for g in cluster_spec["workerGroupSpecs"]]
+    for pod in pods:
+        assert selector.items() <= pod["metadata"]["labels"].items()
+        ports = {p["name"]: p for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+        assert endpoint["port"] in ports
+
+
+def test_runbook_urls_get_the_base_url(chart):
+    on = {"monitoring": {"prometheusRule": {"enabled": True}}}
+    bare = the(render(chart, on), "PrometheusRule")
+    urls = [r["annotations"]["runbook_url"] for g in bare["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert urls and all(url.startswith("docs/operations.md#") for url in urls)
+    on["monitoring"]["prometheusRule"]["runbookBaseUrl"] = "https://git.example.com/ml/longctx/blob/v0.1.0/"
+    linked = the(render(chart, on), "PrometheusRule")
+    assert [r["annotations"]["runbook_url"] for g in linked["spec"]["groups"] for r in g["rules"] if "alert" in r] == [
+        f"https://git.example.com/ml/longctx/blob/v0.1.0/{url}" for url in urls]
+    # Alert templates stay Prometheus' own.
+    assert any("{{ $labels.pool }}" in r["annotations"]["summary"]
+               for g in linked["spec"]["groups"] for r in g["rules"] if "alert" in r)
+    with pytest.raises(helm.HelmError, match="runbookBaseUrl"):
+        render(chart, {"monitoring": {"prometheusRule": {"runbookBaseUrl": "git.example.com"}}})

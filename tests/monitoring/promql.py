@@ -21,13 +21,15 @@ RULE_TESTS = MONITORING / "tests"
 DASHBOARDS = REPO / "helm" / "monitoring" / "dashboards"
 RULES = REPO / "helm" / "monitoring" / "rules"
 
-# What Grafana would put in place of its variables. "$pool" takes the pool
-# variable's "All" value (a regex): see the variable's allValue.
+# What Grafana would put in place of its variables. "$pool", "$namespace" and
+# "$cluster" take their variable's "All" value (a regex): see its allValue.
 GRAFANA_VARIABLES = {
     "$__rate_interval": "1m",
     "$__interval": "15s",
     "$__range": "15m",
     "$pool": ".+",
+    "$namespace": ".*",
+    "$cluster": ".*",
 }
 
 COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)")
