@@ -47,6 +47,7 @@ NO_DATA_HERE = EVENT_ONLY_METRICS.keys() | TIER_ONLY_METRICS
 # are still required to have data (checked for every expression below).
 EMPTY_WHILE_HEALTHY = {
     "rule LongctxHighErrorRate": "no 5xx answers: the numerator selects status=~\"5..\"",
+    "rule LongctxMetricsAbsent": "absent() and a namespace without targets are empty while the target is there",
 }
 
 
