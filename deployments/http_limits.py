@@ -11,14 +11,12 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deployments.errors import APIError, error_body
+from deployments.errors import APIError, ErrorCode
 
 
 class BodyTooLarge(APIError):
     def __init__(self, size: str, limit: int):
-        super().__init__(
-            413, f"request body of {size} bytes exceeds the limit of {limit} bytes", code="body_too_large"
-        )
+        super().__init__(ErrorCode.BODY_TOO_LARGE, f"request body of {size} bytes exceeds the limit of {limit} bytes")
 
 
 class BodyLimitMiddleware:
@@ -33,6 +31,8 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"").decode() or None
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            # The metrics middleware (outside this one) reads the code from the request's state.
+            scope.setdefault("state", {})["error_code"] = ErrorCode.BODY_TOO_LARGE
             await self._refuse(send, BodyTooLarge(declared, self.limit))
             return
         received = 0
@@ -50,7 +50,7 @@ class BodyLimitMiddleware:
 
     @staticmethod
     async def _refuse(send: Send, error: APIError) -> None:
-        body = json.dumps(error_body(error.status_code, error.message, code=error.code)).encode()
+        body = json.dumps(error.body()).encode()
         await send({"type": "http.response.start", "status": error.status_code,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})

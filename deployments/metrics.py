@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from deployments.errors import ErrorCode
+
 # Powers of two from 16 to 2^20 (1,048,576): one bucket per doubling of
 # context, so every band boundary of every profile lands near a bucket edge.
 TOKEN_BUCKETS = [float(2**k) for k in range(4, 21)]
@@ -18,23 +20,32 @@ SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 REJECTION_REASONS = ("over_length", "overload", "unknown_model", "bad_request", "unavailable")
 
+# Codes with a reason of their own; every other 4xx code is a bad request,
+# and internal_error (a fault of the ingress itself) is no refusal.
+_REASONS = {
+    ErrorCode.CONTEXT_LENGTH_EXCEEDED: "over_length",
+    ErrorCode.MODEL_NOT_FOUND: "unknown_model",
+    ErrorCode.POOL_OVERLOADED: "overload",
+    ErrorCode.POOL_UNAVAILABLE: "unavailable",
+    ErrorCode.ENGINE_FAILED: "unavailable",
+    ErrorCode.STORE_UNAVAILABLE: "unavailable",
+    ErrorCode.TIMEOUT: "unavailable",
+}
 
-def rejection_reason(status: int, error_code: str | None) -> str | None:
+
+def rejection_reason(status: int, error_code: ErrorCode | None) -> str | None:
     """The ``longctx_rejections`` reason of an answered request, or None when
-    it was not refused (a success, or a 5xx fault of the ingress itself)."""
+    it was not refused (a success, or a 5xx fault of the ingress itself).
+
+    ``error_code`` is the answer's code; only an answer that carries none
+    (a response no error handler made) is judged by its status alone.
+    """
     if status < 400:
         return None
-    if status == 413 and error_code == "context_length_exceeded":
-        return "over_length"
-    if error_code == "model_not_found":
-        return "unknown_model"
-    if status == 429:
-        return "overload"
-    if status in (503, 504):
-        return "unavailable"
-    if status < 500:
-        return "bad_request"
-    return None
+    if error_code is None:
+        return "bad_request" if status < 500 else None
+    code = ErrorCode(error_code)
+    return _REASONS.get(code, "bad_request" if code.status < 500 else None)
 
 
 class RouterMetrics:

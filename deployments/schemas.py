@@ -2,7 +2,10 @@
 
 Own models rather than vLLM's: they reject unknown fields and out-of-range
 sampling values at the door with a 4xx naming the field and the limit, and
-they carry the cluster's own extension (``thinking``).
+they carry the cluster's own extension (``thinking``). Fields that are
+valid alone but not together (vLLM's request model refuses them, and would
+do so inside the ingress as a 500) are answered 400 with
+``combination_error``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from deployments.errors import combination_error
 
 
 class _Body(BaseModel):
@@ -51,14 +56,14 @@ class SamplingFields(_Body):
     n: int = Field(default=1, ge=1, le=16)
     stop: str | list[str] | None = Field(default=None)
     stream: bool = False
-    stream_options: StreamOptions | None = None
+    stream_options: StreamOptions | None = Field(default=None, description="Only with `stream: true`.")
     seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     repetition_penalty: float | None = Field(default=None, gt=0.0, le=2.0)
     ignore_eos: bool = False
     min_tokens: int = Field(default=0, ge=0)
-    prompt_logprobs: int | None = Field(default=None, ge=0, le=20)
+    prompt_logprobs: int | None = Field(default=None, ge=0, le=20, description="Not with `stream: true`.")
     return_tokens_as_token_ids: bool | None = Field(
         default=None,
         description="vLLM extension: logprobs name tokens as 'token_id:<id>', so evaluations "
@@ -72,6 +77,14 @@ class SamplingFields(_Body):
         if isinstance(stop, list) and len(stop) > 8:
             raise ValueError("at most 8 stop sequences")
         return stop
+
+    @model_validator(mode="after")
+    def _stream_only_fields(self):
+        if self.stream_options is not None and not self.stream:
+            raise combination_error("stream_options", "only allowed with stream: true")
+        if self.prompt_logprobs is not None and self.stream:
+            raise combination_error("prompt_logprobs", "not available with stream: true")
+        return self
 
     def engine_sampling(self) -> dict[str, Any]:
         """The sampling fields vLLM's CompletionRequest takes as they are."""
@@ -102,7 +115,7 @@ class ChatCompletionBody(SamplingFields):
         if self.max_tokens is None and self.max_completion_tokens is not None:
             self.max_tokens = self.max_completion_tokens
         if self.top_logprobs and not self.logprobs:
-            raise ValueError("top_logprobs requires logprobs: true")
+            raise combination_error("top_logprobs", "requires logprobs: true")
         return self
 
     def message_dicts(self) -> list[dict[str, str]]:
@@ -111,7 +124,7 @@ class ChatCompletionBody(SamplingFields):
 
 class CompletionBody(SamplingFields):
     prompt: str | list[str] | list[int] = Field(
-        description="Text, a one-element list of text, or token ids."
+        description="Text, a one-element list of text, or token ids (each from 0 to the vocabulary size - 1)."
     )
     echo: bool = False
     logprobs: int | None = Field(default=None, ge=0, le=20)

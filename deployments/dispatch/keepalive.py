@@ -39,7 +39,7 @@ from starlette.responses import StreamingResponse
 
 from cluster.config import ClusterConfig
 from cluster.config.ingress import HeartbeatFrame
-from deployments.errors import APIError, error_body
+from deployments.errors import APIError, ErrorCode, error_body
 from deployments.dispatch.relay import json_payload, sse_body
 from deployments.metrics import RouterMetrics
 
@@ -73,8 +73,8 @@ def heartbeat_choice(value: str | None) -> HeartbeatChoice | None:
         return None
     choice = value.strip().lower()
     if choice not in HEARTBEAT_CHOICES:
-        raise APIError(400, f"header {HEARTBEAT_HEADER} must be one of {', '.join(HEARTBEAT_CHOICES)}; "
-                            f"got {value!r}", code="invalid_header", param=HEARTBEAT_HEADER)
+        raise APIError(ErrorCode.INVALID_HEADER, f"header {HEARTBEAT_HEADER} must be one of "
+                       f"{', '.join(HEARTBEAT_CHOICES)}; got {value!r}", param=HEARTBEAT_HEADER)
     return choice  # type: ignore[return-value]
 
 
@@ -136,8 +136,7 @@ def _failure_body(task: asyncio.Future) -> dict | None:
     except APIError as exc:
         return exc.body()
     except Exception as exc:  # noqa: BLE001 - the engine died before its first token
-        return error_body(503, f"the engine failed before its first token: {type(exc).__name__}",
-                          code="engine_failure")
+        return error_body(ErrorCode.ENGINE_FAILED, f"the engine failed before its first token: {type(exc).__name__}")
     return None
 
 

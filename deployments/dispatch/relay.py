@@ -14,7 +14,7 @@ from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from deployments.chat_format import ChatStreamRewriter, chat_response, merge_choices, reindex_choices, sse_texts
-from deployments.errors import sse_error_event
+from deployments.errors import ErrorCode, sse_error_event
 from deployments.metrics import RouterMetrics
 from deployments.routing.admission import Ticket
 from deployments.routing.bands import RouteDecision
@@ -62,10 +62,9 @@ class EngineCall:
                         yield text
             finished = True
         except TimeoutError:
-            yield sse_error_event(504, f"the engine sent nothing for {timeout:.0f} s", code="timeout")
+            yield sse_error_event(ErrorCode.TIMEOUT, f"the engine sent nothing for {timeout:.0f} s")
         except Exception as exc:  # the engine died mid-stream: tell the client, don't hang
-            yield sse_error_event(503, f"the engine failed while streaming: {type(exc).__name__}",
-                                  code="engine_failure")
+            yield sse_error_event(ErrorCode.ENGINE_FAILED, f"the engine failed while streaming: {type(exc).__name__}")
         finally:
             if not finished:
                 # Client gone (cancelled or closed) or engine failed: make sure

@@ -22,7 +22,7 @@ from ray.serve import context as serve_context
 from starlette.responses import Response
 
 from cluster.config import ClusterConfig
-from deployments.errors import APIError
+from deployments.errors import APIError, ErrorCode
 from deployments.dispatch.health import HEALTH_POLL_S, PoolHealth
 from deployments.dispatch.keepalive import PENDING_REPLICA, HeartbeatChoice, committed_response, request_heartbeat
 from deployments.dispatch.relay import POOL_HEADER, REPLICA_HEADER, EngineCall, respond
@@ -87,9 +87,8 @@ class RequestPath:
             return tokenizer
         except KeyError:
             raise APIError(
-                404,
+                ErrorCode.MODEL_NOT_FOUND,
                 f"model {model!r} does not exist; available models: {', '.join(sorted(self.tokenizers))}",
-                code="model_not_found",
                 param="model",
             ) from None
 
@@ -106,11 +105,11 @@ class RequestPath:
             # The count is the expensive part of the ingress: report it even
             # on refusal (benchmarks/ingress_overhead.py reads it).
             raise APIError(
-                413, str(exc), code="context_length_exceeded", param=prompt_param,
+                ErrorCode.CONTEXT_LENGTH_EXCEEDED, str(exc), param=prompt_param,
                 headers={"x-prompt-tokens": str(prompt_tokens), "server-timing": timings.header()},
             ) from None
         except UnknownModel as exc:
-            raise APIError(404, str(exc), code="model_not_found", param="model") from None
+            raise APIError(ErrorCode.MODEL_NOT_FOUND, str(exc), param="model") from None
         finally:
             timings.add("route", time.perf_counter() - started)
 
@@ -118,15 +117,21 @@ class RequestPath:
                        sampling: dict[str, Any], logprobs: int | None = None):
         """The token-id completion request the pool's engine runs."""
         completion_request, _ = _ray_llm_types()
-        return completion_request(
-            model=model,
-            prompt=prompt_ids,
-            max_tokens=decision.max_tokens,
-            add_special_tokens=False,
-            stop_token_ids=sorted(set(self.cluster.models[model].stop_token_ids)),
-            logprobs=logprobs,
-            **sampling,
-        )
+        try:
+            return completion_request(
+                model=model,
+                prompt=prompt_ids,
+                max_tokens=decision.max_tokens,
+                add_special_tokens=False,
+                stop_token_ids=sorted(set(self.cluster.models[model].stop_token_ids)),
+                logprobs=logprobs,
+                **sampling,
+            )
+        except ValueError as exc:
+            # vLLM's request model refused what the ingress's schemas admitted
+            # (pydantic's ValidationError is a ValueError): the client's
+            # request, so a 400 rather than an opaque 500.
+            raise APIError(ErrorCode.ENGINE_REJECTED, f"the engine's request model refused it: {exc}") from None
 
     async def dispatch(self, decision: RouteDecision, request, timings: ServerTimings, *, chat: bool,
                        heartbeat: HeartbeatChoice | None = None) -> Response:
@@ -220,10 +225,10 @@ class RequestPath:
         try:
             return self._admission.acquire(pool)
         except PoolFull as exc:
-            raise APIError(429, str(exc), code="pool_overloaded",
+            raise APIError(ErrorCode.POOL_OVERLOADED, str(exc),
                            headers={"retry-after": str(exc.retry_after_s)}) from None
         except PoolUnavailable as exc:
-            raise APIError(503, str(exc), code="pool_unavailable",
+            raise APIError(ErrorCode.POOL_UNAVAILABLE, str(exc),
                            headers={"retry-after": str(int(HEALTH_POLL_S * 5))}) from None
 
     def timeout_s(self, pool: str) -> float:
@@ -261,8 +266,7 @@ class RequestPath:
         except TimeoutError:
             stream.cancel()
             ticket.release()
-            raise APIError(504, f"no answer from pool {pool} within its timeout of {timeout:.0f} s",
-                           code="timeout") from None
+            raise APIError(ErrorCode.TIMEOUT, f"no answer from pool {pool} within its timeout of {timeout:.0f} s") from None
         except RayError as exc:
             # The pool's replica or its engine failed (vLLM's EngineDeadError
             # after a CUDA out-of-memory, on the H200): a server fault the
@@ -271,8 +275,8 @@ class RequestPath:
             stream.cancel()
             ticket.release()
             cause = getattr(exc, "cause", None) or exc
-            raise APIError(503, f"the engine of pool {pool} failed before answering ({type(cause).__name__}); "
-                           "retry once the pool is healthy again", code="engine_failed",
+            raise APIError(ErrorCode.ENGINE_FAILED, f"the engine of pool {pool} failed before answering "
+                           f"({type(cause).__name__}); retry once the pool is healthy again",
                            headers={"retry-after": str(int(HEALTH_POLL_S * 5))}) from exc
         except BaseException:
             # Includes the client going away during a long prefill: stop the engine.
@@ -286,11 +290,20 @@ class RequestPath:
         if isinstance(first_item, error_response):
             stream.cancel()
             ticket.release()
-            error = first_item.error
-            status = int(error.code) if str(error.code).isdigit() else 400
-            raise APIError(status, error.message, code=str(error.type))
+            raise engine_refusal(first_item.error)
         return EngineCall(decision, request, ticket, replica, first_item if not request.stream else first,
                           stream, timeout)
+
+
+def engine_refusal(error) -> APIError:
+    """The client's answer to an engine's own error response (vLLM's
+    ErrorInfo: ``message``, ``type``, ``code`` as an HTTP status). A 4xx is
+    a request the ingress admitted and the engine refused (its checks should
+    have caught it: a gap in deployments/schemas.py); anything else is the
+    engine failing."""
+    status = int(error.code) if str(error.code).isdigit() else 500
+    code = ErrorCode.ENGINE_REJECTED if 400 <= status < 500 else ErrorCode.ENGINE_FAILED
+    return APIError(code, f"{error.type}: {error.message}")
 
 
 def _ray_llm_types() -> tuple[type, type]:

@@ -28,11 +28,14 @@ from starlette.responses import JSONResponse, Response
 
 from deployments.documents.layout import DocumentLayout, decode_ids, encode_ids
 from cluster.config.documents import DocumentsConfig, StoreLimits
-from deployments.documents.errors import DocumentStoreError, DocumentTooLarge
+from deployments.documents.errors import (
+    DocumentStoreError, DocumentTooLarge, DuplicateDocument, InvalidCursor, InvalidDocument, NotUTF8, StoreFull,
+    StoreUnavailable,
+)
 from deployments.documents.records import Document, DocumentMeta
 from deployments.documents.store import DocumentStore
 from deployments.documents.warm import Warmer, WarmBody
-from deployments.errors import APIError
+from deployments.errors import APIError, ErrorCode, combination_error, validation_error
 from deployments.dispatch.keepalive import requested_heartbeat
 from deployments.dispatch.request_path import RequestPath, ServerTimings
 from deployments.routing.bands import NoPoolFits
@@ -58,10 +61,10 @@ class AskBody(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**63, description="Sampling seed (a signed 64-bit integer).")
     stop: str | list[str] | None = None
     stream: bool = False
-    stream_options: StreamOptions | None = None
+    stream_options: StreamOptions | None = Field(default=None, description="Only with `stream: true`.")
 
     @model_validator(mode="after")
     def _one_of(self):
@@ -69,6 +72,8 @@ class AskBody(BaseModel):
             raise ValueError("give exactly one of question or questions")
         if self.questions is not None and any(not q for q in self.questions):
             raise ValueError("questions must not be empty strings")
+        if self.stream_options is not None and not self.stream:
+            raise combination_error("stream_options", "only allowed with stream: true")
         return self
 
     def all_questions(self) -> list[str]:
@@ -94,9 +99,23 @@ def check_document_tokens(limits: StoreLimits, tokens: int) -> None:
         )
 
 
+# The store's refusals in the API's vocabulary; each code's status is the
+# class's http_status (tests/deployments/documents/test_api.py checks).
+STORE_ERROR_CODES: dict[type[DocumentStoreError], ErrorCode] = {
+    NotUTF8: ErrorCode.INVALID_ENCODING,
+    InvalidDocument: ErrorCode.INVALID_DOCUMENT,
+    DocumentTooLarge: ErrorCode.DOCUMENT_TOO_LARGE,
+    StoreFull: ErrorCode.STORE_FULL,
+    DuplicateDocument: ErrorCode.DOCUMENT_EXISTS,
+    InvalidCursor: ErrorCode.INVALID_CURSOR,
+    StoreUnavailable: ErrorCode.STORE_UNAVAILABLE,
+}
+
+
 def _store_error(exc: DocumentStoreError) -> APIError:
-    status = getattr(exc, "http_status", 400)
-    return APIError(status, str(exc), code=type(exc).__name__.lower())
+    code = next((STORE_ERROR_CODES[c] for c in type(exc).__mro__ if c in STORE_ERROR_CODES),
+                ErrorCode.INTERNAL_ERROR)
+    return APIError(code, str(exc))
 
 
 def _meta_view(meta: DocumentMeta) -> dict[str, Any]:
@@ -133,8 +152,8 @@ class DocumentService:
             raise _store_error(exc) from None
         limits = self._store.limits
         if doc.bytes > limits.max_document_bytes:
-            raise APIError(413, f"document is {doc.bytes} bytes, over the limit of "
-                                f"{limits.max_document_bytes} bytes", code="document_too_large")
+            raise APIError(ErrorCode.DOCUMENT_TOO_LARGE, f"document is {doc.bytes} bytes, over the limit of "
+                           f"{limits.max_document_bytes} bytes")
         ids_by_model = dict(zip(models, await asyncio.gather(*[
             asyncio.to_thread(self._layout.prefix_ids, self._path.tokenizers[m], doc.text) for m in models
         ])))
@@ -148,8 +167,7 @@ class DocumentService:
                 continue
             tokens[name], pools[name] = len(ids), decision.pool.name
         if not tokens:
-            raise APIError(413, "document does not fit any pool: " + "; ".join(refusals),
-                           code="document_too_large")
+            raise APIError(ErrorCode.DOCUMENT_TOO_LARGE, "document does not fit any pool: " + "; ".join(refusals))
         doc = doc.model_copy(update={"tokens": tokens, "pools": pools})
         blobs = {self._layout_keys[m]: encode_ids(ids_by_model[m]) for m in tokens}
         try:
@@ -174,31 +192,44 @@ class DocumentService:
         return self._path.cluster.models[model].default_max_tokens + 64
 
     async def _read_upload(self, request: Request) -> tuple[str | bytes, str | None, dict, bool]:
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            form = await request.form()
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise APIError(422, "multipart upload needs a 'file' part", code="invalid_request", param="file")
-            raw = await upload.read()
-            metadata = form.get("metadata")
-            try:
-                parsed = json.loads(metadata) if isinstance(metadata, str) and metadata else {}
-            except json.JSONDecodeError:
-                raise APIError(422, "metadata must be a JSON object", param="metadata") from None
-            if not isinstance(parsed, dict):
-                raise APIError(422, "metadata must be a JSON object", param="metadata")
-            model = form.get("model")
-            warm = form.get("warm") or "false"
-            if warm not in ("true", "false"):
-                raise APIError(422, "warm must be true or false", code="invalid_request", param="warm")
-            return raw, model if isinstance(model, str) and model else None, parsed, warm == "true"
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type == "multipart/form-data":
+            return await self._read_form(request)
+        # No content type at all is read as JSON, as FastAPI does for chat.
+        if media_type and media_type != "application/json" and not media_type.endswith("+json"):
+            raise APIError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, f"content type {media_type!r} is not accepted; send "
+                           "application/json or multipart/form-data")
+        raw = await request.body()
         try:
-            body = UploadBody.model_validate_json(await request.body())
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise APIError(ErrorCode.INVALID_ENCODING, f"request body is not valid UTF-8 at position {exc.start}; "
+                           "JSON bodies must be UTF-8 encoded") from None
+        try:
+            body = UploadBody.model_validate_json(text)
         except ValidationError as exc:
-            details = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-            raise APIError(422, f"invalid document upload: {details}", code="invalid_request") from None
+            raise validation_error(exc.errors()) from None
         return body.text, body.model, body.metadata, body.warm
+
+    @staticmethod
+    async def _read_form(request: Request) -> tuple[bytes, str | None, dict, bool]:
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise APIError(ErrorCode.INVALID_REQUEST, "multipart upload needs a 'file' part", param="file")
+        raw = await upload.read()
+        metadata = form.get("metadata")
+        try:
+            parsed = json.loads(metadata) if isinstance(metadata, str) and metadata else {}
+        except json.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise APIError(ErrorCode.INVALID_REQUEST, "metadata must be a JSON object", param="metadata")
+        model = form.get("model")
+        warm = form.get("warm") or "false"
+        if warm not in ("true", "false"):
+            raise APIError(ErrorCode.INVALID_REQUEST, "warm must be true or false", param="warm")
+        return raw, model if isinstance(model, str) and model else None, parsed, warm == "true"
 
     # --- read / delete -------------------------------------------------------
 
@@ -213,7 +244,7 @@ class DocumentService:
     async def _meta(self, request: Request, doc_id: str) -> DocumentMeta:
         meta = await asyncio.to_thread(self._store.get_meta, doc_id, request.state.principal)
         if meta is None:
-            raise APIError(404, f"document {doc_id} does not exist", code="document_not_found", param="id")
+            raise APIError(ErrorCode.DOCUMENT_NOT_FOUND, f"document {doc_id} does not exist", param="id")
         return meta
 
     async def get(self, request: Request, doc_id: str) -> dict:
@@ -221,7 +252,7 @@ class DocumentService:
 
     async def delete(self, request: Request, doc_id: str) -> dict:
         if not await asyncio.to_thread(self._store.delete, doc_id, request.state.principal):
-            raise APIError(404, f"document {doc_id} does not exist", code="document_not_found", param="id")
+            raise APIError(ErrorCode.DOCUMENT_NOT_FOUND, f"document {doc_id} does not exist", param="id")
         return {"id": doc_id, "object": "document", "deleted": True}
 
     # --- warm --------------------------------------------------------------
@@ -242,7 +273,8 @@ class DocumentService:
         heartbeat = requested_heartbeat(request.headers)
         questions = body.all_questions()
         if len(questions) > self._max_questions:
-            raise APIError(422, f"{len(questions)} questions in one call; the limit is {self._max_questions}",
+            raise APIError(ErrorCode.INVALID_REQUEST,
+                           f"{len(questions)} questions in one call; the limit is {self._max_questions}",
                            param="questions")
         meta = await self._meta(request, doc_id)
         model = body.model or next(iter(meta.tokens), None) or next(iter(self._path.tokenizers))
@@ -273,7 +305,7 @@ class DocumentService:
             return decode_ids(blob)
         doc = await asyncio.to_thread(self._store.get, meta.id, owner)
         if doc is None:
-            raise APIError(404, f"document {meta.id} does not exist", code="document_not_found")
+            raise APIError(ErrorCode.DOCUMENT_NOT_FOUND, f"document {meta.id} does not exist", param="id")
         ids = await asyncio.to_thread(self._layout.prefix_ids, self._path.tokenizers[model], doc.text)
         try:
             await asyncio.to_thread(self._store.put_token_ids, meta.id, owner, layout_key, encode_ids(ids))

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from deployments.documents.records import DocumentMeta, WarmState
 from deployments.documents.store import DocumentStore
-from deployments.errors import APIError
+from deployments.errors import APIError, ErrorCode
 from deployments.dispatch.request_path import RequestPath
 from deployments.routing.bands import NoPoolFits, RouteDecision
 
@@ -55,8 +55,8 @@ class Warmer:
         try:
             decision = self._path.bands.choose(model, prefix_tokens, question_budget)
         except NoPoolFits as exc:
-            raise APIError(413, f"document does not fit any pool of {model}: {exc}",
-                           code="document_too_large", param="model") from None
+            raise APIError(ErrorCode.DOCUMENT_TOO_LARGE, f"document does not fit any pool of {model}: {exc}",
+                           param="model") from None
         return dataclasses.replace(decision, max_tokens=1)
 
     async def start(self, meta: DocumentMeta, owner: str | None, model: str, prefix_ids: list[int],
@@ -64,7 +64,7 @@ class Warmer:
         """Record the document as pending and start its warm-up; returns at once."""
         state = WarmState(status="pending", model=model, pool=decision.pool.name, updated=int(time.time()))
         if not await asyncio.to_thread(self._store.set_warm, meta.id, owner, state):
-            raise APIError(404, f"document {meta.id} does not exist", code="document_not_found", param="id")
+            raise APIError(ErrorCode.DOCUMENT_NOT_FOUND, f"document {meta.id} does not exist", param="id")
         task = asyncio.create_task(self._run(meta, owner, state, prefix_ids, decision))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -89,16 +89,16 @@ class Warmer:
                     break
                 except APIError as exc:
                     retry_s = int(exc.headers.get("retry-after", "0") or 0)
-                    if exc.status_code != 429 or time.monotonic() + retry_s > deadline:
+                    if exc.code != ErrorCode.POOL_OVERLOADED or time.monotonic() + retry_s > deadline:
                         raise
                     await asyncio.sleep(retry_s)  # the pool is full: wait for its Retry-After
         except APIError as exc:
-            final = {"status": "failed", "error": f"{exc.code or exc.status_code}: {exc.message}"}
+            final = {"status": "failed", "error": f"{exc.code}: {exc.message}"}
         except asyncio.CancelledError:
             final = {"status": "failed", "error": "cancelled: the ingress replica stopped"}
             raise
         except Exception as exc:  # noqa: BLE001 - the engine died: the state says so
-            final = {"status": "failed", "error": f"engine_failure: {type(exc).__name__}: {exc}"[:2000]}
+            final = {"status": "failed", "error": f"{ErrorCode.ENGINE_FAILED}: {type(exc).__name__}: {exc}"[:2000]}
         finally:
             for mark in marks:
                 await asyncio.gather(mark, return_exceptions=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 from deployments.auth import KeyRing
-from deployments.errors import APIError
+from deployments.errors import APIError, ErrorCode
 from deployments.http_limits import BodyLimitMiddleware
 from deployments.dispatch.relay import POOL_HEADER
 from deployments.metrics import RouterMetrics
@@ -28,10 +28,10 @@ def install_middlewares(app: FastAPI, *, keys: KeyRing | None, metrics: RouterMe
             return await call_next(request)
         principal = keys.principal(request.headers.get("authorization"))
         if principal is None:
-            request.state.error_code = "invalid_api_key"
+            request.state.error_code = ErrorCode.INVALID_API_KEY
             return APIError(
-                401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
-                code="invalid_api_key", headers={"www-authenticate": "Bearer"},
+                ErrorCode.INVALID_API_KEY, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                headers={"www-authenticate": "Bearer"},
             ).response()
         request.state.principal = principal
         return await call_next(request)

@@ -13,11 +13,11 @@ from typing import Any
 
 from starlette.responses import Response
 
-from cluster.config import ClusterConfig
+from cluster.config import ClusterConfig, ReplicaConfig
 from deployments.auth import KeyRing
 from deployments.documents.api import DocumentService
 from deployments.documents.backends.factory import open_store
-from deployments.errors import APIError
+from deployments.errors import APIError, ErrorCode
 from deployments.dispatch.health import PoolHealth
 from deployments.dispatch.keepalive import HeartbeatChoice
 from deployments.dispatch.request_path import RequestPath, ServerTimings
@@ -48,6 +48,18 @@ class Ingress:
         tokenizers = {name: PromptTokenizer(name, model) for name, model in self.cluster.models.items()}
         self.path = RequestPath(self.cluster, tokenizers, pool_handles, self.admission, self.metrics, self.health)
         self.documents = DocumentService(self.path, open_store(self.cluster.documents.store), self.cluster.documents)
+
+    def apply_pool_replicas(self, bounds: dict[str, ReplicaConfig]) -> None:
+        """Take the pools' live replica bounds (the deployment's user_config) and their admission limits.
+
+        Set on the one config every part of this replica reads, so the request
+        path, /v1/pools and admission agree; Serve calls this before the first
+        request and again, without a restart, when a pool is rescaled.
+        """
+        for name, replicas in bounds.items():
+            pool = self.cluster.pool(name)
+            pool.replicas = replicas
+            self.admission.set_limit(name, pool.max_in_flight)
 
     # --- read-only views -------------------------------------------------
 
@@ -87,7 +99,7 @@ class Ingress:
             try:
                 messages = tokenizer.with_thinking(messages)
             except ThinkingUnsupported as exc:
-                raise APIError(400, str(exc), code="thinking_unsupported", param="thinking") from None
+                raise APIError(ErrorCode.THINKING_NOT_CONFIGURED, str(exc), param="thinking") from None
         started = time.perf_counter()
         prompt_ids = await asyncio.to_thread(tokenizer.chat_ids, messages)
         timings.add("tokenize", time.perf_counter() - started)
@@ -105,13 +117,12 @@ class Ingress:
             prompt_ids = await asyncio.to_thread(tokenizer.text_ids, body.prompt)
         else:
             prompt_ids = list(body.prompt)
-            bad = [i for i in prompt_ids if i >= tokenizer.vocab_size]
+            bad = [i for i in prompt_ids if not 0 <= i < tokenizer.vocab_size]
             if bad:
                 raise APIError(
-                    400,
-                    f"prompt token id {bad[0]} is outside the vocabulary of {body.model} "
-                    f"(size {tokenizer.vocab_size})",
-                    code="invalid_token_id",
+                    ErrorCode.INVALID_TOKEN_ID,
+                    f"prompt token id {bad[0]} is outside the vocabulary of {body.model}: ids are "
+                    f"0 to {tokenizer.vocab_size - 1}",
                     param="prompt",
                 )
         timings.add("tokenize", time.perf_counter() - started)

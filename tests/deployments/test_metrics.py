@@ -1,31 +1,39 @@
-"""The rejection reason each refused answer is counted under."""
+"""The rejection reason each refused answer is counted under, by its error code."""
 
 import pytest
 
+from deployments.errors import ErrorCode
 from deployments.metrics import REJECTION_REASONS, rejection_reason
 
 
 @pytest.mark.parametrize(
-    "status, code, reason",
+    "code, reason",
     [
-        (200, None, None),
-        (413, "context_length_exceeded", "over_length"),
-        (413, "document_too_large", "bad_request"),
-        (404, "model_not_found", "unknown_model"),
-        (404, "document_not_found", "bad_request"),
-        (429, "pool_overloaded", "overload"),
-        (503, "pool_unavailable", "unavailable"),
-        (504, "timeout", "unavailable"),
-        (401, "invalid_api_key", "bad_request"),
-        (422, None, "bad_request"),
-        (500, None, None),
+        (ErrorCode.CONTEXT_LENGTH_EXCEEDED, "over_length"),
+        (ErrorCode.DOCUMENT_TOO_LARGE, "bad_request"),
+        (ErrorCode.MODEL_NOT_FOUND, "unknown_model"),
+        (ErrorCode.DOCUMENT_NOT_FOUND, "bad_request"),
+        (ErrorCode.POOL_OVERLOADED, "overload"),
+        (ErrorCode.POOL_UNAVAILABLE, "unavailable"),
+        (ErrorCode.ENGINE_FAILED, "unavailable"),
+        (ErrorCode.TIMEOUT, "unavailable"),
+        (ErrorCode.INVALID_API_KEY, "bad_request"),
+        (ErrorCode.INVALID_REQUEST, "bad_request"),
+        (ErrorCode.INTERNAL_ERROR, None),
     ],
 )
-def test_rejection_reason(status, code, reason):
-    assert rejection_reason(status, code) == reason
+def test_rejection_reason(code, reason):
+    assert rejection_reason(code.status, code) == reason
 
 
-def test_every_reason_is_a_declared_series():
-    seen = {rejection_reason(s, c) for s in range(400, 600) for c in (None, "context_length_exceeded",
-                                                                       "model_not_found")}
-    assert seen - {None} == set(REJECTION_REASONS)
+def test_answers_without_a_code():
+    assert rejection_reason(200, None) is None
+    assert rejection_reason(422, None) == "bad_request"
+    assert rejection_reason(500, None) is None
+
+
+def test_every_code_has_a_declared_reason_or_none():
+    reasons = {rejection_reason(code.status, code) for code in ErrorCode}
+    assert reasons - {None} == set(REJECTION_REASONS)
+    # Only the ingress's own fault is no refusal.
+    assert [code for code in ErrorCode if rejection_reason(code.status, code) is None] == [ErrorCode.INTERNAL_ERROR]

@@ -138,7 +138,7 @@ def test_engine_failure_after_commit_is_an_sse_error_event(beating):
     handle.delay_s, handle.fail = 0.3, True
     response = _post(client, stream=True)
     events = [block for block in response.text.split("\n\n") if block.startswith("data: ")]
-    assert json.loads(events[0].removeprefix("data: "))["error"]["code"] == "engine_failure"
+    assert json.loads(events[0].removeprefix("data: "))["error"]["code"] == "engine_failed"
     assert events[-1] == "data: [DONE]"
 
 

@@ -9,7 +9,7 @@ import pytest
 from cluster.config import load_config, profile_path
 from deployments.documents.backends.sqlite import SQLiteDocumentStore
 from deployments.documents.warm import Warmer
-from deployments.errors import APIError
+from deployments.errors import APIError, ErrorCode
 from deployments.routing.bands import BandPolicy
 from tests.support.documents import doc
 
@@ -76,12 +76,12 @@ def test_warm_up_goes_pending_warming_ready(tmp_path):
 
 
 def test_full_pool_is_retried_then_engine_refusal_fails(tmp_path):
-    full = APIError(429, "pool il25-long is full", code="pool_overloaded", headers={"retry-after": "0"})
+    full = APIError(ErrorCode.POOL_OVERLOADED, "pool il25-long is full", headers={"retry-after": "0"})
     path, warm = _warm(tmp_path, [full, "pool-il25-long#r2"])
     assert warm.status == "ready" and len(path.calls) == 2
-    refused = APIError(400, "bad prompt", code="BadRequestError")
+    refused = APIError(ErrorCode.ENGINE_REJECTED, "bad prompt")
     _, warm = _warm(tmp_path / "b", [refused])
-    assert (warm.status, warm.replica) == ("failed", None) and warm.error == "BadRequestError: bad prompt"
+    assert (warm.status, warm.replica) == ("failed", None) and warm.error == "engine_rejected: bad prompt"
 
 
 def test_engine_failure_is_recorded(tmp_path):
