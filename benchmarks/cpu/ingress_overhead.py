@@ -14,7 +14,7 @@ Starts the CPU demo cluster in-process (Ray + Serve + vLLM CPU engines), then:
    (``ingress.direct_ingress``), so the HTTP request is timed twice: through
    Serve's proxy and through the ingress replica's own port.
 
-    .venv/bin/python benchmarks/ingress_overhead.py --repeats 5
+    .venv/bin/python -m benchmarks.cpu.ingress_overhead --repeats 5
 
 Writes benchmarks/results/ingress_overhead.json.
 """
@@ -30,21 +30,13 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from benchmarks.common.direct_pool import DirectPool
+from benchmarks.common.http_timing import server_timing_ms
+from benchmarks.common.ports import free_loopback_port
+from benchmarks.common.progress import progress as _progress
 
-from benchmarks.gpu.harness import DirectPool  # noqa: E402
-from benchmarks.common.ports import free_loopback_port  # noqa: E402
-
+REPO = Path(__file__).resolve().parents[2]
 MODEL = "internlm2_5-7b-chat-1m"
-
-
-def _server_timing(header: str) -> dict[str, float]:
-    out = {}
-    for part in filter(None, (p.strip() for p in header.split(","))):
-        name, _, dur = part.partition(";dur=")
-        out[name] = float(dur) if dur else 0.0
-    return out
 
 
 def _median(values) -> float | None:
@@ -62,11 +54,12 @@ def text_of_tokens(tokenizer, n_tokens: int) -> str:
 
 
 def progress(msg: str) -> None:
-    print(f"[ingress_overhead] {msg}", file=sys.stderr, flush=True)
+    _progress(msg, "ingress_overhead")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu.ingress_overhead", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ingress_overhead.json"))
     args = parser.parse_args()
@@ -107,7 +100,7 @@ def main() -> int:
             response = client.post("/v1/chat/completions", content=payload,
                                    headers={"content-type": "application/json"})
             elapsed = time.perf_counter() - t0
-            timing = _server_timing(response.headers.get("server-timing", ""))
+            timing = server_timing_ms(response.headers.get("server-timing"))
             rows.append({"status": response.status_code, "client_s": elapsed,
                          "tokenize_ms": timing.get("tokenize"), "route_ms": timing.get("route"),
                          "prompt_tokens": int(response.headers.get("x-prompt-tokens", 0))})

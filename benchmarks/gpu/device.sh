@@ -2,8 +2,8 @@
 # The GPU test machine's side of a validation run (benchmarks/README.md, "Measured on a GPU").
 #
 #   benchmarks/gpu/device.sh receive PART   copy one carried bundle part to /root/b
-#   benchmarks/gpu/device.sh STAGE [ARGS]   unpack the bundle once, run a stage of validate.py
-#   benchmarks/gpu/device.sh tp4 STAGE [ARGS]   the same for tp4_1m.py (issue 12, 4xH200)
+#   benchmarks/gpu/device.sh STAGE [ARGS]   unpack the bundle once, run a stage (python -m benchmarks.gpu.validate)
+#   benchmarks/gpu/device.sh tp4 STAGE [ARGS]   the same for benchmarks.gpu.tp4_1m (issue 12, 4xH200)
 #   RUN_NAME=NAME benchmarks/gpu/device.sh ...  name the log NAME.log (e.g. another model's run)
 #   GPU_SAMPLE_MS=200 benchmarks/gpu/device.sh ...  also sample SM clock, power and temperature
 #                                               into NAME.gpu.csv (clock and power explain speed
@@ -31,9 +31,9 @@ case "${1:?stage or receive}" in
     # NVLink multicast off: it can take a shared host's GPUs out of service.
     export PYTHONPATH="$PWD:$SITE" PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0 NCCL_NVLS_ENABLE=0
     export PATH="$SITE/bin:$PATH"
-    script=benchmarks/gpu/validate.py results="$OUT/gpu" prefix=
+    module=benchmarks.gpu.validate results="$OUT/gpu" prefix=
     if [ "$1" = tp4 ]; then
-      script=benchmarks/gpu/tp4_1m.py results="$OUT/gpu-tp4" prefix=tp4_
+      module=benchmarks.gpu.tp4_1m results="$OUT/gpu-tp4" prefix=tp4_
       shift
     fi
     mkdir -p "$results"
@@ -50,7 +50,7 @@ case "${1:?stage or receive}" in
       sampler=$!
     fi
     timeout --signal=INT --kill-after=20 "${STAGE_LIMIT_S:-560}" \
-      python3 "$script" "$stage" --results "$results" "$@" 2>&1 | tee "$log" \
+      python3 -m "$module" "$stage" --results "$results" "$@" 2>&1 | tee "$log" \
       | grep --line-buffered -v "^WARNING\|INFO 1\|DEBUG" || true
     gzip -f "$log"
     if [ -n "$sampler" ]; then kill "$sampler" || true; fi

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+# The first model validated: its stage files have no prefix, and the
+# overhead, doc_qa, kv_tier and tp4_1m runs serve it whatever --model says.
+DEFAULT_MODEL = "internlm2_5-7b-chat-1m"
 
 
 @dataclass(frozen=True)
 class ValidatedModel:
-    """One model's run of the serve, stock and correctness stages of benchmarks/gpu/validate.py."""
+    """One model's run of the serve, stock and correctness stages of benchmarks/gpu/validate/."""
 
     model: str
     # The variable the serve profile reads for the full checkpoint's path.

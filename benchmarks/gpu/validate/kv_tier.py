@@ -1,4 +1,4 @@
-"""KV tier on the GPU: questions on GPU-evicted documents, tier off vs tier on (issue 11).
+"""Stage ``kv_tier``: questions on GPU-evicted documents, host-RAM KV tier off vs on (issue 11).
 
 One cluster from benchmarks/profiles/kv-tier-h200.yaml serves the same
 checkpoint as two models, one pool each, on one H200: ``il25-tier-off``
@@ -20,14 +20,18 @@ Writes kv_tier.json (the issue's keys at the top level) and kv_tier.png.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
 
 import httpx
 
-from benchmarks.doc_qa import QUESTIONS, ask_streaming
-from benchmarks.gpu.harness import LocalCluster, progress
+from benchmarks.common.document_qa import QUESTIONS, ask_streaming, document_texts
+from benchmarks.common.local_cluster import LocalCluster
+from benchmarks.common.progress import progress
+from benchmarks.gpu.checkpoints import ensure_checkpoints
+from benchmarks.gpu.stage_log import StageLog
 
 MODELS = {"off": "il25-tier-off", "on": "il25-tier-on"}
 TIER_SERIES = ("ray_vllm_external_prefix_cache_queries", "ray_vllm_external_prefix_cache_hits",
@@ -152,3 +156,20 @@ def plot(summary: dict, path: Path) -> None:
                  f"{summary['working_set_docs']} docs, GPU KV {summary['gpu_kv_docs']} doc (H200)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def stage_kv_tier(args, log: StageLog) -> None:
+    from cluster.config import load_config
+
+    os.environ["LONGCTX_GPU_MODELS"] = str(args.models)
+    ensure_checkpoints(args.models, reduced=False)
+    progress(f"writing {args.kv_tier_documents} documents of {args.document_tokens} tokens ...")
+    texts = document_texts(args.kv_tier_profile, args.kv_tier_documents, args.document_tokens, first=100,
+                           model=MODELS["on"])
+    measured = run(args, log, args.kv_tier_profile, texts)
+    summary = headline(load_config(args.kv_tier_profile), measured)
+    for key, value in summary.items():
+        log.put(key, value)
+    plot(summary, args.results / "kv_tier.png")
+    progress(f"evicted TTFT: tier off {summary['evicted_ttft_s_tier_off']:.2f} s, tier on "
+             f"{summary['evicted_ttft_s_tier_on']:.2f} s; cold {summary['cold_ttft_s']:.2f} s")

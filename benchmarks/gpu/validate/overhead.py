@@ -1,4 +1,8 @@
-"""(c2) What our path adds to a short request: our HTTP API against the pool's Serve handle."""
+"""Stage ``overhead``, and the serve stage's (c2): what our path adds to a short request.
+
+Our HTTP API against the pool's Serve handle (and, with Serve's direct
+ingress, the ingress replica's own port), 1k-token requests interleaved.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,17 @@ import os
 import statistics
 import time
 
-from benchmarks.gpu.harness import MODEL, DirectPool, progress, random_ids
+from benchmarks.common.direct_pool import DirectPool
+from benchmarks.common.http_timing import stream_completion
+from benchmarks.common.local_cluster import LocalCluster
+from benchmarks.common.progress import progress
+from benchmarks.common.prompts import random_ids
+from benchmarks.gpu.checkpoints import use_full_checkpoint
+from benchmarks.gpu.stage_log import StageLog
+from benchmarks.gpu.validated_models import DEFAULT_MODEL
 
 
-def short_overhead(client, pool: str, repeats: int, model: str = MODEL) -> dict:
+def short_overhead(client, pool: str, repeats: int, model: str = DEFAULT_MODEL) -> dict:
     """(c2) 1k-token, max_tokens=1 requests, interleaved and each cold: our HTTP API vs the pool's Serve handle.
 
     With Serve's direct ingress on (``ingress.direct_ingress``) a third path is timed in the same rounds:
@@ -65,3 +76,20 @@ def short_overhead(client, pool: str, repeats: int, model: str = MODEL) -> dict:
              + f" vs engine {engine_ms:.1f} ms")
     return result
 
+
+def stage_overhead(args, log: StageLog) -> None:
+    """(c2) alone, with Serve's direct ingress on: proxy path, replica's own port, engine."""
+    import httpx
+
+    from cluster.direct_ingress import skip_draining_without_balancer
+
+    skip_draining_without_balancer()
+    # The overhead profile is InternLM2.5's short pool, whatever --model says.
+    log.put("checkpoints_s", use_full_checkpoint(args.models))
+    with LocalCluster(args.overhead_profile, ["ingress.direct_ingress=true"]) as cluster:
+        log.put("startup_s", round(cluster.startup_s, 1))
+        short = cluster.config.pool("il25-short")
+        client = httpx.Client(base_url=cluster.url, timeout=3600)
+        stream_completion(client, {"model": DEFAULT_MODEL, "prompt": random_ids(1024, seed=2), "max_tokens": 1})
+        log.put("short_overhead", short_overhead(client, short.name, args.overhead_repeats))
+        log.put("replica_restarts", cluster.replica_restarts())

@@ -1,14 +1,14 @@
-"""Fold the GPU validation stage files into summary.json and the doc-QA plot."""
+"""Stage ``summary`` (any machine): fold the GPU validation's stage files into summary.json and the doc-QA plot."""
 
 from __future__ import annotations
 
 import json
 import statistics
 
-from benchmarks.gpu import rope_ab
-from benchmarks.gpu.harness import MODEL
-from benchmarks.gpu.kv_tier import HEADLINE_KEYS
-from benchmarks.gpu.validated import VALIDATED_MODELS
+from benchmarks.common import document_qa
+from benchmarks.gpu.validate import rope_ab
+from benchmarks.gpu.validate.kv_tier import HEADLINE_KEYS
+from benchmarks.gpu.validated_models import DEFAULT_MODEL, VALIDATED_MODELS
 
 C2_RUN_KEYS = ("repeats", "ours_ms", "engine_ms", "ratio", "serve_throughput_optimized", "ours_direct_ingress_ms",
                "direct_ingress_ratio")
@@ -62,16 +62,16 @@ def stage_summary(args, _log=None) -> None:
         {**run["short_overhead"], "run": {"started": run["started"]}}
         for run in (read("overhead-12-rounds"), overhead) if run.get("short_overhead")]
     v = serve_.get("versions") or stock.get("versions") or correct.get("versions") or {}
-    # The second model's serve, stock and correctness stages (validate.py --model).
+    # The second model's serve, stock and correctness stages (benchmarks.gpu.validate --model).
     il3 = VALIDATED_MODELS["internlm3-8b-instruct"]
     il3_stages = [read(il3.results_prefix + stage) for stage in ("serve", "stock", "correctness")]
     summary = {
         "gpu": v.get("gpu"), "ray": v.get("ray"), "vllm": v.get("vllm"), "torch": v.get("torch"),
         "python": v.get("python"),
-        "command": "python benchmarks/gpu/validate.py {checkpoints,serve,stock,correctness,doc_qa,kv_tier} "
+        "command": "python -m benchmarks.gpu.validate {checkpoints,serve,stock,correctness,doc_qa,kv_tier} "
                    "[--model internlm3-8b-instruct] --results benchmarks/results/gpu (each stage on the H200 via "
-                   "benchmarks/gpu/device.sh; README, Measured on a GPU)",
-        **model_summary(serve_, stock, correct, VALIDATED_MODELS[MODEL].short_pool),
+                   "benchmarks/gpu/device.sh; benchmarks/README.md, Measured on a GPU)",
+        **model_summary(serve_, stock, correct, VALIDATED_MODELS[DEFAULT_MODEL].short_pool),
         "short_overhead": {k: serve_.get("short_overhead", {}).get(k) for k in ("ours_ms", "engine_ms", "ratio")},
         # Our API through the ingress replica's own port (Serve's direct ingress: no proxy hop).
         "short_overhead_direct_ingress": {
@@ -98,9 +98,7 @@ def stage_summary(args, _log=None) -> None:
     }
     (results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if qa.get("results"):
-        from benchmarks import doc_qa
-
-        doc_qa.plot(qa["results"], results / "doc_qa.png")
+        document_qa.plot(qa["results"], results / "doc_qa.png")
     print(json.dumps(summary, indent=2))
 
 

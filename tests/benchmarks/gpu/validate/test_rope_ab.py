@@ -1,12 +1,12 @@
-"""benchmarks/gpu/rope_ab.py: each prefill's GPU clock and power, and the arms that explain InternLM3's gap."""
+"""benchmarks/gpu/validate/rope_ab.py: each prefill's GPU clock and power, and the arms that explain InternLM3's gap."""
 
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.gpu import rope_ab
+from benchmarks.gpu.validate import rope_ab
 
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "gpu"
+RESULTS = Path(__file__).resolve().parents[4] / "benchmarks" / "results" / "gpu"
 HEADER = "timestamp, clocks.current.sm [MHz], power.draw [W], temperature.gpu, utilization.gpu [%]\n"
 
 

@@ -1,4 +1,4 @@
-"""benchmarks/gpu/reference.py (the GPU validation's reference) agrees with the CPU test reference.
+"""benchmarks/gpu/logprob_reference.py (the GPU validation's reference) agrees with the CPU test reference.
 
 Both evaluate the same checkpoint independently: the GPU one in SDPA with
 per-architecture weight names, the CPU one (tests/support/rope) as the e2e
@@ -10,7 +10,7 @@ layout or naming slip in the GPU reference shows here, not on the GPU.
 import pytest
 import torch
 
-from benchmarks.gpu.reference import InternLMReference
+from benchmarks.gpu.logprob_reference import InternLMReference
 from tests.support.rope.compare import random_prompt
 from tests.support.rope.reference import ReferenceModel
 

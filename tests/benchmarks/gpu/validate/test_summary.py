@@ -5,9 +5,9 @@ import json
 import shutil
 from pathlib import Path
 
-from benchmarks.gpu.summary import stage_summary
+from benchmarks.gpu.validate.summary import stage_summary
 
-RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "gpu"
+RESULTS = Path(__file__).resolve().parents[4] / "benchmarks" / "results" / "gpu"
 
 
 def test_committed_summary_is_the_fold_of_the_stage_files(tmp_path, capsys):
@@ -38,7 +38,7 @@ def test_summary_has_every_measurement_the_gpu_issue_asks_for():
 
 
 def test_summary_has_internlm3_on_its_own_profile():
-    """The issue's (a), (b), (c) for the second model (validate.py --model internlm3-8b-instruct)."""
+    """The issue's (a), (b), (c) for the second model (benchmarks.gpu.validate --model internlm3-8b-instruct)."""
     il3 = json.loads((RESULTS / "summary.json").read_text())["internlm3"]
     assert il3["long_pool_max_tokens"] == 196608
     assert [r.get("pool") for r in il3["routing"]] == ["il3-short", None, "il3-long"]
