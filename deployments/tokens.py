@@ -13,7 +13,7 @@ from cluster.config import ModelConfig
 
 
 class ThinkingUnsupported(ValueError):
-    """The model has no thinking system prompt configured."""
+    """The model has no thinking system prompt configured (``thinking_system_prompt_file``)."""
 
 
 class PromptTokenizer:
@@ -31,6 +31,8 @@ class PromptTokenizer:
         # point of the ingress (it then answers 413); silence its warning.
         self._tokenizer.model_max_length = max(model.max_context, 1 << 30)
         self._chat_template = model.chat_template
+        # Read once per ingress replica; the config's validation checked the file.
+        self._thinking_prompt = model.thinking_system_prompt()
         self.vocab_size = len(self._tokenizer)
 
     def with_thinking(self, messages: Sequence[Mapping[str, Any]]) -> list[dict]:
@@ -39,11 +41,12 @@ class PromptTokenizer:
         A caller's own system message is kept after it, since the thinking
         prompt only switches the mode and says nothing about the task.
         """
-        prompt = self._model.thinking_system_prompt
-        if not prompt:
+        prompt = self._thinking_prompt
+        if prompt is None:
             raise ThinkingUnsupported(
-                f"model {self.model_name} has no thinking mode (no thinking_system_prompt "
-                "in its config)"
+                f"model {self.model_name} has no thinking mode configured: the operator sets "
+                f"models.{self.model_name}.thinking_system_prompt_file to a file holding the "
+                "model's published thinking system prompt"
             )
         rest = [dict(m) for m in messages]
         if rest and rest[0].get("role") == "system":

@@ -41,6 +41,7 @@ def _resolve_relative_paths(raw: dict, base: Path) -> None:
     for model in (raw.get("models") or {}).values():
         resolve(model, "path")
         resolve(model, "tokenizer")
+        resolve(model, "thinking_system_prompt_file")
     resolve(((raw.get("documents") or {}).get("store") or {}), "data_dir")
 
 

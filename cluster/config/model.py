@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from cluster.config.base import StrictModel
 from deployments.rope import max_supported_len
@@ -50,10 +50,14 @@ class ModelConfig(StrictModel):
         description="Token ids that end a turn (e.g. `</s>` and `<|im_end|>`), added to "
         "every request.",
     )
-    thinking_system_prompt: str | None = Field(
+    thinking_system_prompt_file: Path | None = Field(
         default=None,
-        description="System prompt that switches on the model's deep-thinking mode "
-        "(InternLM3). Requests opt in with `\"thinking\": true`.",
+        description="File holding the system prompt that switches on the model's deep-thinking "
+        "mode; requests opt in with `\"thinking\": true`. For InternLM3, the prompt published on "
+        "its model card (huggingface.co/internlm/internlm3-8b-instruct), which the operator "
+        "installs (docs/api.md, Thinking mode): the project ships no copy. Checked at start: the "
+        "file must exist, be readable UTF-8 and not be empty. Unset (or empty): thinking requests "
+        "are refused with 400 `thinking_not_configured`.",
     )
     default_max_tokens: int = Field(
         default=1024,
@@ -71,6 +75,25 @@ class ModelConfig(StrictModel):
         "InternLM2ForCausalLM). Only the capacity planner reads it, and only when the "
         "weights are not on this machine; config.json wins when present.",
     )
+
+    @field_validator("thinking_system_prompt_file", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value):
+        # `${INTERNLM3_THINKING_PROMPT_FILE:-}` in a profile: no variable, no thinking mode.
+        return None if value == "" else value
+
+    @field_validator("thinking_system_prompt_file")
+    @classmethod
+    def _prompt_file_is_usable(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            read_prompt_file(path)
+        return path
+
+    def thinking_system_prompt(self) -> str | None:
+        """The deep-thinking system prompt, read from its file; None when none is configured."""
+        if self.thinking_system_prompt_file is None:
+            return None
+        return read_prompt_file(self.thinking_system_prompt_file)
 
     @property
     def tokenizer_path(self) -> str:
@@ -100,3 +123,24 @@ class ModelConfig(StrictModel):
         if self.rope_scaling is None and hf.get("rope_scaling"):
             self.rope_scaling = dict(hf["rope_scaling"])
         return self
+
+
+def read_prompt_file(path: Path) -> str:
+    """A prompt file's text; ValueError naming the file and the setting when it is
+    missing, unreadable, not UTF-8 or blank."""
+    where = f"thinking_system_prompt_file {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{where} does not exist") from None
+    except IsADirectoryError:
+        raise ValueError(f"{where} is a directory, not a file") from None
+    except PermissionError:
+        raise ValueError(f"{where} is not readable by this process") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ValueError(f"{where} cannot be read: {exc.strerror}") from None
+    if not text.strip():
+        raise ValueError(f"{where} is empty")
+    return text.strip("\n")

@@ -75,7 +75,7 @@ class Ingress:
                     "owned_by": "longctx",
                     "max_model_len": bands.limit(name),
                     "native_context": model.native_context,
-                    "thinking": model.thinking_system_prompt is not None,
+                    "thinking": model.thinking_system_prompt_file is not None,
                     "pools": [p.name for p in bands.pools_of(name)],
                 }
                 for name, model in self.cluster.models.items()

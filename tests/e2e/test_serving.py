@@ -208,13 +208,15 @@ def test_thinking_mode_adds_the_configured_system_prompt(openai_client, http, cl
     thinking = openai_client.chat.completions.create(
         model=IL3, messages=messages, max_tokens=2, extra_body={"thinking": True}
     )
-    prompt = cluster.config.models[IL3].thinking_system_prompt
+    prompt = cluster.config.models[IL3].thinking_system_prompt()
     tokenizer = PromptTokenizer(IL3, cluster.config.models[IL3])
     expected = len(tokenizer.chat_ids([{"role": "system", "content": prompt}, *messages]))
     assert thinking.usage.prompt_tokens == expected > plain.usage.prompt_tokens
     refused = http.post("/v1/chat/completions",
                         json={"model": IL25, "messages": messages, "thinking": True})
-    assert refused.status_code == 400 and "no thinking mode" in refused.json()["error"]["message"]
+    error = refused.json()["error"]
+    assert refused.status_code == 400 and error["code"] == "thinking_not_configured" and error["param"] == "thinking"
+    assert f"models.{IL25}.thinking_system_prompt_file" in error["message"]
 
 
 def test_bad_requests_do_not_disturb_good_ones(openai_client, http):
