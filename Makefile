@@ -25,6 +25,11 @@ PYTEST_ARGS ?=
 WHEELHOUSE ?=
 WHEEL_PYTHON ?= 3.12
 WHEEL_EXCLUDE_FILE ?=
+# tools/pins.py resolves for another platform (pip >= 23.3): `make wheelhouse`
+# and `make pins` run it from a small venv of their own with a current pip,
+# so they work on a fresh clone, before .venv exists, whatever the system pip.
+TOOLS_VENV ?= build/tools-venv
+TOOLS_PY := $(TOOLS_VENV)/bin/python
 BUNDLE ?= build/bundle
 IMAGE ?= $(shell python3 tools/image.py ref)
 STAMP := $(VENV)/.installed-$(DEVICE)$(if $(filter gpu,$(DEVICE)),-$(PINS))
@@ -91,18 +96,24 @@ install:
 	$(PIP) install --quiet --no-index --find-links $(WHEELHOUSE) -r $(WHEELHOUSE)/requirements.txt
 	touch $(STAMP)
 
+# pip and setuptools only: pins.py builds our own wheel without build isolation.
+$(TOOLS_PY):
+	$(or $(PYTHON),python3) -m venv $(TOOLS_VENV)
+	$(TOOLS_PY) -m pip install --quiet --upgrade "pip>=23.3" "setuptools>=68"
+
 wheelhouse:
 	@test -n "$(WHEELHOUSE)" || { echo "make wheelhouse WHEELHOUSE=<folder> [PINS=...] [WHEEL_PYTHON=3.12]" >&2; exit 1; }
-	$(or $(wildcard $(PY)),python3) tools/pins.py wheelhouse $(PINS) --python $(WHEEL_PYTHON) --out $(WHEELHOUSE) \
+	@$(MAKE) --no-print-directory $(TOOLS_PY)
+	$(TOOLS_PY) tools/pins.py wheelhouse $(PINS) --python $(WHEEL_PYTHON) --out $(WHEELHOUSE) \
 	  $(if $(WHEEL_EXCLUDE_FILE),--exclude-file $(WHEEL_EXCLUDE_FILE))
 
 bundle:
 	@test -n "$(WHEELHOUSE)" || { echo "make bundle WHEELHOUSE=<folder> [BUNDLE=build/bundle]" >&2; exit 1; }
 	$(or $(wildcard $(PY)),python3) tools/pins.py bundle $(WHEELHOUSE) --out $(BUNDLE)
 
-pins:
-	$(or $(wildcard $(PY)),python3) tools/pins.py resolve gpu
-	$(or $(wildcard $(PY)),python3) tools/pins.py resolve gpu-ray2.58
+pins: $(TOOLS_PY)
+	$(TOOLS_PY) tools/pins.py resolve gpu
+	$(TOOLS_PY) tools/pins.py resolve gpu-ray2.58
 
 # The serving image (Dockerfile); cannot be built without a registry to pull from.
 image:

@@ -38,6 +38,10 @@ SUPPORTED_PYTHONS = ("3.11", "3.12")
 # Some wheels exist for one manylinux tag only (nvidia-nccl-cu13 2.29.7:
 # manylinux_2_18 alone), and pip matches --platform tags exactly: list them all.
 MANYLINUX_TAGS = tuple(f"manylinux_2_{n}_x86_64" for n in range(17, 40)) + ("manylinux2014_x86_64",)
+# pip takes --platform/--python-version with `install --dry-run` from 23.3 on
+# (pypa/pip#12215); older ones demand --target. `make wheelhouse` and
+# `make pins` bring a pip of their own (build/tools-venv) for that reason.
+MIN_PIP = (23, 3)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,26 @@ def _pip_env() -> dict[str, str]:
     return {**env, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
+def pip_too_old(version: str) -> str | None:
+    """Why a pip of this version cannot resolve for another platform, naming the pip it needs; None if it can."""
+    found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    if found >= MIN_PIP:
+        return None
+    need = ".".join(map(str, MIN_PIP))
+    return (f"tools/pins.py needs pip >= {need} (`pip install --dry-run` with --platform), but {sys.executable} "
+            f"has pip {version}. Run it through `make wheelhouse` or `make pins`, which make build/tools-venv "
+            f"with a current pip, or upgrade: {sys.executable} -m pip install --upgrade 'pip>={need}'")
+
+
+def require_resolving_pip() -> None:
+    """Stop with a clear message, before pip's own, when the running pip is too old to resolve for a target."""
+    from importlib.metadata import version
+
+    problem = pip_too_old(version("pip"))
+    if problem:
+        sys.exit(problem)
+
+
 def _target_args(python: str) -> list[str]:
     args = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
     for tag in MANYLINUX_TAGS:
@@ -95,6 +119,7 @@ def _requirement_args(files: tuple[str, ...]) -> list[str]:
 def resolve_report(pin_set: PinSet, python: str, files: tuple[str, ...],
                    constraints: Path | None = None) -> dict[str, str]:
     """Run pip's resolver for one Python; return {canonical name: version}."""
+    require_resolving_pip()
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
@@ -162,8 +187,9 @@ def cmd_wheelhouse(args: argparse.Namespace) -> None:
     print(f"{len(pins)} packages resolved, {len(left_out)} left out (the target has them), "
           f"{len(kept)} to download", flush=True)
     specs = [f"{n}=={v}" for n, v in sorted(kept.items())]
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *_target_args(args.python),
-                    "-d", str(out), *specs], check=True, env=_pip_env())
+    if specs:  # pip download refuses an empty list: a target that has everything needs only our wheel
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                        *_target_args(args.python), "-d", str(out), *specs], check=True, env=_pip_env())
     # Our own package as a wheel: its dist-info carries the vLLM plugin entry
     # point that vLLM's engine subprocesses look up.
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",

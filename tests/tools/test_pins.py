@@ -50,6 +50,28 @@ def test_differing_pins_get_python_markers():
                      'c==4; python_version == "3.12"']
 
 
+@pytest.mark.parametrize("version", ["23.3", "24.0", "26.3"])
+def test_a_pip_that_resolves_for_another_platform_passes(version):
+    assert pins.pip_too_old(version) is None
+
+
+@pytest.mark.parametrize("version", ["22.3.1", "23.2.1"])
+def test_an_older_pip_is_named_with_the_pip_it_needs_and_how_to_get_it(version):
+    # pip 23.2 refuses --platform with --dry-run unless installing via --target (pypa/pip#12215).
+    problem = pins.pip_too_old(version)
+    assert f"has pip {version}" in problem and "pip >= 23.3" in problem
+    assert "make wheelhouse" in problem and "--upgrade 'pip>=23.3'" in problem
+
+
+def test_the_makefile_gives_pins_a_pip_of_its_own():
+    """`make wheelhouse` and `make pins` run tools/pins.py from build/tools-venv, never the system pip."""
+    makefile = (REPO / "Makefile").read_text()
+    assert '-m pip install --quiet --upgrade "pip>=23.3"' in makefile
+    for target in ("wheelhouse", "pins"):
+        recipe = makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0]
+        assert "$(TOOLS_PY) tools/pins.py" in recipe and "python3 tools/pins.py" not in recipe
+
+
 def test_exclusions_read_globs_and_pip_freeze_lines(tmp_path):
     listing = tmp_path / "image.txt"
     listing.write_text("# the image\nTorch==2.11.0\nnvidia_*\npyyaml @ file:///x\n")
