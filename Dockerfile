@@ -33,6 +33,18 @@ LABEL org.opencontainers.image.title="longctx-cluster" \
       org.opencontainers.image.description="Long-context InternLM serving on Ray Serve LLM and vLLM" \
       org.opencontainers.image.licenses="Apache-2.0"
 
+# The base image lets its user run anything as root without a password
+# (ray-project's base-deps Dockerfile: `ray ALL=NOPASSWD: ALL` in /etc/sudoers,
+# and ray in the sudo group). Serving code never needs root: take both away,
+# and fail the build if any passwordless rule is left. The chart's
+# allowPrivilegeEscalation: false also blocks setuid binaries; this holds for
+# pods without it.
+USER 0
+RUN sed -i '/^ray[[:space:]].*NOPASSWD/d' /etc/sudoers \
+    && case " $(id -nG ray) " in *" sudo "*) gpasswd --delete ray sudo ;; esac \
+    && ! grep -rqsE '^[^#]*NOPASSWD' /etc/sudoers /etc/sudoers.d \
+    && case " $(id -nG ray) " in *" sudo "*) exit 1 ;; esac
+
 # The base image's user (ray, uid 1000, group users), numeric so that a pod's
 # `runAsNonRoot: true` can be checked. It owns /home/ray/anaconda3.
 USER 1000:100

@@ -141,6 +141,18 @@ so the group takes its largest tier. lmcache keeps KV in its own server. */ -}}
 {{- end -}}
 
 {{- define "longctx.env" -}}
+{{- if .Values.logs.toStderr }}
+{{- /* Ray's own switch (ray_constants.LOGGING_REDIRECT_STDERR_ENVIRONMENT_VARIABLE):
+`ray start` and the raylet leave every Ray process's stdout/stderr on the
+container's instead of files under /tmp/ray/session_latest/logs, so Serve's
+replicas (the ingress, the pools), the vLLM engine processes they start and
+Ray's own daemons all show in `kubectl logs`. Serve's stream handler is on by
+default; set explicitly so RAY_SERVE_THROUGHPUT_OPTIMIZED cannot turn it off. */}}
+- name: RAY_LOG_TO_STDERR
+  value: "1"
+- name: RAY_SERVE_LOG_TO_STDERR
+  value: "1"
+{{- end }}
 {{- if .Values.auth.enabled }}
 - name: LONGCTX_API_KEYS
   valueFrom:
@@ -167,6 +179,10 @@ so the group takes its largest tier. lmcache keeps KV in its own server. */ -}}
 - name: fetch-weights
   image: {{ default (include "longctx.image" $ctx) $dl.image }}
   imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
+  {{- with $ctx.Values.containerSecurityContext }}
+  securityContext:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
   command: ["python", "-c"]
   args:
     - |

@@ -145,3 +145,44 @@ def test_build_context_holds_what_the_dockerfile_copies():
     include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     packages = {pattern.rstrip("*") for pattern in include["include"]}
     assert packages <= set(sources)
+
+
+def _final_stage() -> list[str]:
+    """The final stage's instructions, continuation lines joined."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    last_from = max(i for i, line in enumerate(lines) if line.startswith("FROM "))
+    return lines[last_from:]
+
+
+def test_the_app_user_has_no_sudo():
+    """The ray-llm base grants its ray user passwordless sudo; the image takes it away."""
+    stage = _final_stage()
+    users = [i for i, line in enumerate(stage) if line.startswith("USER ")]
+    assert stage[users[-1]] == "USER 1000:100", "the image must end as the ray user, numerically"
+    (fix,) = [i for i, line in enumerate(stage) if line.startswith("RUN ") and "/etc/sudoers" in line]
+    assert stage[max(u for u in users if u < fix)] == "USER 0", "the sudoers fix must run as root"
+    assert fix < users[-1]
+    run = stage[fix]
+    assert "gpasswd --delete ray sudo" in run  # base-deps: usermod -aG sudo ray
+    # The build fails if a passwordless rule or the group membership is left.
+    assert "! grep -rqsE '^[^#]*NOPASSWD' /etc/sudoers /etc/sudoers.d" in run
+    assert 'case " $(id -nG ray) " in *" sudo "*) exit 1 ;; esac' in run
+    # Nothing after it runs as root or calls sudo.
+    assert not [line for line in stage[fix + 1:] if line.startswith("USER ") and line not in {"USER 1000:100"}]
+    assert not [line for line in stage if re.search(r"(^RUN|&&|;|\||\bthen|\bdo)\s+sudo\s", line)]
+
+
+def test_the_sudoers_edit_removes_the_base_images_rule(tmp_path):
+    """The Dockerfile's own sed and grep, on the sudoers file ray-project's base-deps writes."""
+    (run,) = [line for line in _final_stage() if line.startswith("RUN ") and "/etc/sudoers" in line]
+    sed = re.search(r"sed -i '([^']+)' /etc/sudoers", run).group(1)
+    sudoers = tmp_path / "sudoers"
+    sudoers.write_text("Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n"
+                       "# ray ALL=NOPASSWD: ALL in a comment stays\nray ALL=NOPASSWD: ALL\n")
+    check = ["grep", "-rqsE", "^[^#]*NOPASSWD", str(sudoers)]
+    assert subprocess.run(check).returncode == 0  # the base's rule is seen
+    subprocess.run(["sed", "-i", sed, str(sudoers)], check=True)
+    assert "ray ALL=NOPASSWD: ALL\n" not in sudoers.read_text().replace("# ray ALL", "")
+    assert "%sudo ALL=(ALL:ALL) ALL" in sudoers.read_text()
+    assert subprocess.run(check).returncode == 1  # and gone
