@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 import uuid
 from typing import Any, Callable, Mapping
@@ -127,10 +128,14 @@ class RequestPath:
                 logprobs=logprobs,
                 **sampling,
             )
-        except ValueError as exc:
+        except Exception as exc:
             # vLLM's request model refused what the ingress's schemas admitted
-            # (pydantic's ValidationError is a ValueError): the client's
-            # request, so a 400 rather than an opaque 500.
+            # (its VLLMClientError, or pydantic's ValidationError, a ValueError):
+            # the client's request, so a 400 rather than an opaque 500.
+            from vllm.exceptions import VLLMClientError
+
+            if not isinstance(exc, (ValueError, VLLMClientError)):
+                raise
             raise APIError(ErrorCode.ENGINE_REJECTED, f"the engine's request model refused it: {exc}") from None
 
     async def dispatch(self, decision: RouteDecision, request, timings: ServerTimings, *, chat: bool,
@@ -170,7 +175,6 @@ class RequestPath:
         _isolate_serve_request("prefill")
         call = await self._start(decision, request, ServerTimings(), document_key=document_key,
                                  on_replica=on_replica)
-        call.ticket.release()
         return call.replica
 
     async def _answer(self, decisions: list[RouteDecision], requests: list, timings: ServerTimings, *,
@@ -201,14 +205,17 @@ class RequestPath:
 
     async def _start_all(self, decisions: list[RouteDecision], requests: list, timings: ServerTimings,
                          document_key: str | None, replicas: dict[int, str]) -> list[EngineCall]:
+        """Start call i for prompt i; ``replicas[i]`` names its replica as soon as one takes it."""
+
+        async def start(index: int) -> EngineCall:
+            if len(requests) > 1:
+                _isolate_serve_request(index)
+            return await self._start(decisions[index], requests[index], timings, document_key=document_key,
+                                     on_replica=functools.partial(replicas.__setitem__, index))
+
         if len(requests) == 1:
-            return [await self._start(decisions[0], requests[0], timings, document_key=document_key,
-                                      replicas=replicas)]
-        tasks = [
-            asyncio.ensure_future(self._start(d, r, timings, document_key=document_key, sub_request=i,
-                                              replicas=replicas))
-            for i, (d, r) in enumerate(zip(decisions, requests))
-        ]
+            return [await start(0)]
+        tasks = [asyncio.ensure_future(start(i)) for i in range(len(requests))]
         try:
             return list(await asyncio.gather(*tasks))
         except BaseException:
@@ -236,63 +243,59 @@ class RequestPath:
         return self.cluster.pool(pool).request_timeout_s or self.cluster.ingress.request_timeout_s
 
     async def _start(self, decision: RouteDecision, request, timings: ServerTimings, *,
-                     document_key: str | None = None, sub_request: int | None = None,
-                     replicas: dict[int, str] | None = None,
-                     on_replica: Callable[[str], None] | None = None) -> EngineCall:
-        """Admission, affinity, and the engine call up to its first item.
+                     document_key: str | None, on_replica: Callable[[str], None] | None) -> EngineCall:
+        """Admission, affinity, and the engine call up to its first item;
+        ``on_replica`` hears the replica as soon as it takes the request.
 
-        The engine's own refusals (vLLM validation) become client errors here.
+        The returned call holds the admission ticket while its engine works
+        (a stream); anything raised on the way gives it back. The engine's
+        own refusals (vLLM validation) become client errors here.
         """
-        if sub_request is not None:
-            _isolate_serve_request(sub_request)
-
         model, pool = request.model, decision.pool.name
         for stage, seconds in timings.marks:
             self._metrics.stage(model, stage, seconds)
-        ticket = await self._admit(pool)
-        self._metrics.routed(model, pool, decision.prompt_tokens)
-        handle = self._pools[pool]
-        # Serve's session_id is what the pool's replica router reads the key from.
-        key = affinity_key(request.prompt, self.cluster.pool(pool).routing.prefix_tokens, document_key)
-        if key:
-            handle = handle.options(session_id=key)
-        stream = handle.completions.remote(request, None)
-        timeout = self.timeout_s(pool)
-        if replicas is not None:
-            on_replica = lambda name: replicas.__setitem__(sub_request or 0, name)  # noqa: E731
+        call = EngineCall(decision, request, await self._admit(pool), self.timeout_s(pool))
+        with call.aborted_on_error():
+            self._metrics.routed(model, pool, decision.prompt_tokens)
+            handle = self._pools[pool]
+            # Serve's session_id is what the pool's replica router reads the key from.
+            key = affinity_key(request.prompt, self.cluster.pool(pool).routing.prefix_tokens, document_key)
+            if key:
+                handle = handle.options(session_id=key)
+            call.stream = handle.completions.remote(request, None)
+            call.replica, first = await self._first_item(call, on_replica)
+            if key and call.replica:
+                self._affinity_hits.record(pool, key, call.replica)
+            first_item = first[0] if isinstance(first, list) and first else first
+            _, error_response = _ray_llm_types()
+            if isinstance(first_item, error_response):
+                raise engine_refusal(first_item.error)
+        if request.stream:
+            call.first = first
+        else:
+            call.first = first_item
+            call.close()  # the engine's work is done: its whole answer is this item
+        return call
+
+    async def _first_item(self, call: EngineCall, on_replica: Callable[[str], None] | None) -> tuple[str, Any]:
+        """The replica and first item of a started call; the pool's timeout
+        and a failed engine become client errors."""
+        pool = call.decision.pool.name
         try:
-            async with asyncio.timeout(timeout):
-                replica, first = await read_replica_tag(stream, on_tag=on_replica)
+            async with asyncio.timeout(call.timeout):
+                return await read_replica_tag(call.stream, on_tag=on_replica)
         except TimeoutError:
-            stream.cancel()
-            ticket.release()
-            raise APIError(ErrorCode.TIMEOUT, f"no answer from pool {pool} within its timeout of {timeout:.0f} s") from None
+            raise APIError(ErrorCode.TIMEOUT,
+                           f"no answer from pool {pool} within its timeout of {call.timeout:.0f} s") from None
         except RayError as exc:
             # The pool's replica or its engine failed (vLLM's EngineDeadError
             # after a CUDA out-of-memory, on the H200): a server fault the
             # client may retry once Serve has replaced the replica, as when a
             # replica is down, rather than an opaque 500.
-            stream.cancel()
-            ticket.release()
             cause = getattr(exc, "cause", None) or exc
             raise APIError(ErrorCode.ENGINE_FAILED, f"the engine of pool {pool} failed before answering "
                            f"({type(cause).__name__}); retry once the pool is healthy again",
                            headers={"retry-after": str(int(HEALTH_POLL_S * 5))}) from exc
-        except BaseException:
-            # Includes the client going away during a long prefill: stop the engine.
-            stream.cancel()
-            ticket.release()
-            raise
-        if key and replica:
-            self._affinity_hits.record(pool, key, replica)
-        first_item = first[0] if isinstance(first, list) and first else first
-        _, error_response = _ray_llm_types()
-        if isinstance(first_item, error_response):
-            stream.cancel()
-            ticket.release()
-            raise engine_refusal(first_item.error)
-        return EngineCall(decision, request, ticket, replica, first_item if not request.stream else first,
-                          stream, timeout)
 
 
 def engine_refusal(error) -> APIError:
