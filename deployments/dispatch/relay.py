@@ -8,7 +8,8 @@ and a client that goes away cancels the engine's work.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+import contextlib
+from typing import AsyncIterator, Iterator
 
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -24,16 +25,39 @@ REPLICA_HEADER = "x-replica"
 
 
 class EngineCall:
-    """An engine call that produced its first item, and what it holds."""
+    """An engine call from its admission to its last item; the one owner of
+    its admission ticket.
 
-    def __init__(self, decision: RouteDecision, request, ticket: Ticket, replica: str, first, stream,
-                 timeout: float):
-        self.decision, self.request, self.ticket = decision, request, ticket
-        self.replica, self.first, self.stream, self.timeout = replica, first, stream, timeout
+    The ticket goes back exactly once, through ``close()``: when a
+    non-streaming call has its answer, when a stream ends (``sse()``), or on
+    ``abort()``, which also stops the engine (a refusal, a failure, a client
+    gone, a sibling call that could not start).
+    """
+
+    def __init__(self, decision: RouteDecision, request, ticket: Ticket, timeout: float):
+        self.decision, self.request, self.timeout = decision, request, timeout
+        self._ticket = ticket
+        self.stream = None  # the pool handle's response, once called
+        self.replica, self.first = "", None
+
+    def close(self) -> None:
+        """Give the admission ticket back (idempotent)."""
+        self._ticket.release()
 
     def abort(self) -> None:
-        self.stream.cancel()
-        self.ticket.release()
+        if self.stream is not None:
+            self.stream.cancel()
+        self.close()
+
+    @contextlib.contextmanager
+    def aborted_on_error(self) -> Iterator[EngineCall]:
+        """Whatever is raised inside (the client going away included) stops
+        the engine and gives the ticket back."""
+        try:
+            yield self
+        except BaseException:
+            self.abort()
+            raise
 
     async def sse(self, *, final_done: bool = True) -> AsyncIterator[str]:
         """The engine's SSE text; errors become an error event, never a hang."""
@@ -70,6 +94,7 @@ class EngineCall:
                 # Client gone (cancelled or closed) or engine failed: make sure
                 # the engine stops working on an answer nobody will read.
                 stream.cancel()
+            self.close()
         if final_done and not done:
             yield "data: [DONE]\n\n"
 
@@ -84,10 +109,9 @@ def response_headers(calls: list[EngineCall], server_timing: str) -> dict[str, s
 
 
 def json_payload(calls: list[EngineCall], metrics: RouterMetrics, *, chat: bool) -> dict:
-    """The JSON body of finished non-streaming calls; releases their tickets."""
+    """The JSON body of finished non-streaming calls."""
     payloads = []
     for c in calls:
-        c.ticket.release()
         payload = c.first.model_dump(mode="json")
         metrics.completed(c.request.model, c.decision.pool.name,
                           (payload.get("usage") or {}).get("completion_tokens", 0))
@@ -96,7 +120,7 @@ def json_payload(calls: list[EngineCall], metrics: RouterMetrics, *, chat: bool)
 
 
 def sse_body(calls: list[EngineCall], *, chat: bool) -> AsyncIterator[str]:
-    """The SSE text of streaming calls; releases their tickets when done."""
+    """The SSE text of streaming calls; their tickets go back as each stream ends."""
     return _relay(calls[0], chat=chat) if len(calls) == 1 else _relay_many(calls)
 
 
@@ -109,18 +133,18 @@ def respond(calls: list[EngineCall], server_timing: str, metrics: RouterMetrics,
         sse_body(calls, chat=chat),
         media_type="text/event-stream",
         headers=headers,
-        # Also released here in case the stream is never iterated.
-        background=BackgroundTask(lambda: [c.ticket.release() for c in calls]),
+        # Also given back here in case the stream is never iterated.
+        background=BackgroundTask(lambda: [c.close() for c in calls]),
     )
 
 
 async def _relay(call: EngineCall, *, chat: bool) -> AsyncIterator[str]:
     rewriter = ChatStreamRewriter() if chat else None
-    try:
-        async for text in call.sse():
+    # aclosing: a client gone while this waits at a yield closes the engine
+    # call's stream at once (not whenever the generator is collected).
+    async with contextlib.aclosing(call.sse()) as texts:
+        async for text in texts:
             yield rewriter.rewrite(text) if rewriter is not None else text
-    finally:
-        call.ticket.release()
 
 
 async def _relay_many(calls: list[EngineCall]) -> AsyncIterator[str]:
@@ -130,10 +154,10 @@ async def _relay_many(calls: list[EngineCall]) -> AsyncIterator[str]:
     async def pump(index: int, call: EngineCall):
         rewriter = ChatStreamRewriter()
         try:
-            async for text in call.sse(final_done=False):
-                await queue.put(reindex_choices(rewriter.rewrite(text), index))
+            async with contextlib.aclosing(call.sse(final_done=False)) as texts:
+                async for text in texts:
+                    await queue.put(reindex_choices(rewriter.rewrite(text), index))
         finally:
-            call.ticket.release()
             await queue.put(None)
 
     pumps = [asyncio.ensure_future(pump(i, c)) for i, c in enumerate(calls)]
