@@ -103,3 +103,22 @@ def test_checker_sees_broken_links_and_skips_code(tmp_path):
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(REPO)))
 def test_relative_links_resolve(path):
     assert broken_links(path) == []
+
+
+def test_every_result_file_is_in_the_benchmarks_index():
+    """benchmarks/README.md's index names every result file (the stage logs by their pattern rows)."""
+    readme = (REPO / "benchmarks" / "README.md").read_text()
+    index = readme[readme.index("## Results index"):]
+    results = REPO / "benchmarks" / "results"
+    named = set(re.findall(r"`([^`]+)`", index))
+    missing = [
+        str(path.relative_to(results)) for path in tracked_files_under(results)
+        if path.relative_to(results).parts[:2] != ("gpu", "logs") and str(path.relative_to(results)) not in named
+    ]
+    assert missing == [], "add these to benchmarks/README.md's Results index, with the table each backs"
+
+
+def tracked_files_under(folder: Path) -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "-z", "--", str(folder)], cwd=REPO, capture_output=True,
+                            check=True).stdout
+    return [REPO / name for name in listed.decode().split("\0") if name]
