@@ -4,7 +4,9 @@ A link to a file must name one that exists; a ``#fragment`` must name a
 heading of its target (the page itself when the link is only a fragment),
 slugged as GitHub does. Links are read with markdown-it-py (it comes with
 Ray, through rich), so links inside code blocks and code spans are not
-links, as on GitHub.
+links, as on GitHub. And benchmarks/README.md's results index names every
+file under benchmarks/results/, so a new result file arrives with the table
+it backs.
 """
 
 from __future__ import annotations
