@@ -17,6 +17,7 @@ from cluster.planner.ttft import health_check_settings
 from deployments import rope
 from deployments.kv_tier import tier_engine_kwargs
 from deployments.routing.replica_routers import request_router_config
+from deployments.serve_options import pool_serve_options
 
 POOL_DEPLOYMENT_PREFIX = "pool-"
 
@@ -93,15 +94,9 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
         # Not a GPU: vLLM's CPU backend takes its KV size from
         # VLLM_CPU_KVCACHE_SPACE, and the GPU-only knob is meaningless.
         engine_kwargs.pop("gpu_memory_utilization", None)
-    replicas = pool.replicas
-    deployment_config: dict[str, Any] = {
-        "autoscaling_config": {
-            "min_replicas": replicas.min,
-            "max_replicas": replicas.max,
-            "initial_replicas": replicas.initial if replicas.initial is not None else replicas.min,
-            "target_ongoing_requests": replicas.target_ongoing_requests,
-        },
-    }
+    # Replica bounds and the drain timeout, as the chart also renders them per
+    # deployment in serveConfigV2 (deployments/serve_options.py says why there).
+    deployment_config: dict[str, Any] = pool_serve_options(cluster, pool)
     # A replica busy with its longest prefill must not be declared unhealthy
     # and restarted: health checks wait longer than that prefill (planner estimate).
     period, timeout = health_check_settings(cluster, pool)

@@ -125,6 +125,16 @@ class ClusterConfig(StrictModel):
         """What the pool's streaming heartbeat sends (comment or blank), its own or the ingress default."""
         return self.pool(pool_name).stream_heartbeat_frame or self.ingress.stream_heartbeat_frame
 
+    def graceful_shutdown_timeout_s(self, pool_name: str) -> float:
+        """How long a stopping replica of the pool may finish its requests: its own setting, else
+        its request timeout. Not the planner's cold-prefill estimate: the request timeout is already
+        at least that (timeout_warnings says when not), and a request past its timeout is cut by
+        the ingress anyway. The chart's longctx.poolServeOptions computes the same (tests compare)."""
+        pool = self.pool(pool_name)
+        if pool.graceful_shutdown_timeout_s is not None:
+            return pool.graceful_shutdown_timeout_s
+        return pool.request_timeout_s or self.ingress.request_timeout_s
+
     def pool(self, name: str) -> PoolConfig:
         for pool in self.pools:
             if pool.name == name:

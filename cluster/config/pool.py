@@ -167,6 +167,15 @@ class PoolConfig(StrictModel):
         "planner's cold-TTFT estimate at the band maximum, never below Serve's 30 s, so a replica "
         "busy with its longest prefill is not declared unhealthy and restarted.",
     )
+    graceful_shutdown_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long Serve lets a stopping replica of this pool (a drain, a downscale, "
+        "an upgrade) finish the requests it holds before killing it. Default: the pool's request "
+        "timeout (request_timeout_s, else ingress.request_timeout_s), the longest a request may "
+        "legitimately wait for its answer. The Helm chart sizes the pods' termination grace "
+        "period from the largest.",
+    )
 
     @model_validator(mode="after")
     def _gpu_share_bounds_memory(self) -> "PoolConfig":

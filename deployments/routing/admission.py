@@ -55,6 +55,10 @@ class AdmissionController:
         self._healthy: dict[str, int | None] = {pool: None for pool in limits}
         self._on_depth = on_depth
 
+    def set_limit(self, pool: str, limit: int) -> None:
+        """A new bound (the pool was rescaled); requests already admitted stay."""
+        self._limits[pool] = limit
+
     def depth(self, pool: str) -> int:
         return self._depth[pool]
 

@@ -63,19 +63,63 @@ The one source of truth: `clusterYaml` (a whole profile file) or `cluster`.
 Everything else reads it through this helper, parsed with fromYaml. */}}
 
 {{- define "longctx.cluster" -}}
+{{- $profile := dict -}}
 {{- if .Values.clusterYaml -}}
-{{- $parsed := fromYaml .Values.clusterYaml -}}
-{{- if hasKey $parsed "Error" -}}
-{{- fail (printf "clusterYaml is not valid YAML: %s" $parsed.Error) -}}
+{{- $profile = fromYaml .Values.clusterYaml -}}
+{{- if hasKey $profile "Error" -}}
+{{- fail (printf "clusterYaml is not valid YAML: %s" $profile.Error) -}}
 {{- end -}}
-{{- toYaml $parsed -}}
 {{- else -}}
 {{- if not .Values.cluster -}}
 {{- fail "set `cluster` (a profile, as in deployments/*.yaml) or `clusterYaml`" -}}
 {{- end -}}
-{{- toYaml .Values.cluster -}}
+{{- $profile = deepCopy .Values.cluster -}}
+{{- end -}}
+{{- include "longctx.applyServeOptionOverrides" (dict "profile" $profile "overrides" (.Values.overrides | default list)) -}}
+{{- toYaml $profile -}}
+{{- end -}}
+
+{{/* Overrides of what reaches Serve as deployment options (a pool's replicas
+and graceful_shutdown_timeout_s, longctx.serveDeployments), applied here to the
+profile everything reads: the worker groups then follow a new replicas.max too.
+The other overrides go to the app as before. Values are parsed as YAML, as
+cluster.config.apply_override does. */}}
+{{- define "longctx.serveOptionOverridePattern" -}}
+^pools\.([a-z0-9][a-z0-9-]*)\.(replicas|replicas\.([a-z_]+)|graceful_shutdown_timeout_s)=(.*)$
+{{- end -}}
+
+{{- define "longctx.applyServeOptionOverrides" -}}
+{{- $re := include "longctx.serveOptionOverridePattern" . -}}
+{{- $profile := .profile -}}
+{{- range $assignment := .overrides -}}
+{{- if regexMatch $re $assignment -}}
+{{- $name := regexReplaceAll $re $assignment "${1}" -}}
+{{- $key := regexReplaceAll $re $assignment "${2}" -}}
+{{- $field := regexReplaceAll $re $assignment "${3}" -}}
+{{- $parsed := fromYaml (printf "value: %s" (regexReplaceAll $re $assignment "${4}")) -}}
+{{- if hasKey $parsed "Error" -}}
+{{- fail (printf "override %s: the value is not YAML: %s" $assignment $parsed.Error) -}}
+{{- end -}}
+{{- $target := dict -}}
+{{- range $profile.pools -}}{{- if eq .name $name -}}{{- $target = . -}}{{- end -}}{{- end -}}
+{{- if not $target -}}
+{{- fail (printf "override %s: no pool named %s" $assignment $name) -}}
+{{- end -}}
+{{- if $field -}}
+{{- if not (has $field (list "min" "max" "initial" "target_ongoing_requests")) -}}
+{{- fail (printf "override %s: replicas has min, max, initial and target_ongoing_requests" $assignment) -}}
+{{- end -}}
+{{- $replicas := $target.replicas | default dict -}}
+{{- $_ := set $replicas $field $parsed.value -}}
+{{- $_ := set $target "replicas" $replicas -}}
+{{- else -}}
+{{- $_ := set $target $key $parsed.value -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "longctx.isServeOptionOverride" -}}{{- if regexMatch (include "longctx.serveOptionOverridePattern" .) . -}}true{{- end -}}
 
 {{/* A model path as the app will see it: ${VAR:-default} -> default, ${VAR} -> ""
 (the pods set none of the profile's variables), like cluster.config._expand_env. */}}
@@ -131,6 +175,55 @@ so the group takes its largest tier. lmcache keeps KV in its own server. */ -}}
 {{- $list := list -}}
 {{- range $order -}}{{- $list = append $list (get $groups .) -}}{{- end -}}
 {{- toYaml (dict "groups" $list) -}}
+{{- end -}}
+
+{{/* Serve deployment options ------------------------------------------------
+What Serve changes on live replicas without restarting them, per deployment
+(deployments/serve_options.py computes the same for `python -m cluster run`,
+and says why they must not travel in the app's args; tests/helm/test_scaling.py
+compares): each pool's replica bounds and drain timeout, and the ingress's view
+of every pool's bounds (its user_config) with a drain as long as the longest.
+Defaults as in cluster/config: replicas {min 1, max 1, initial min,
+target_ongoing_requests 4}; graceful_shutdown_timeout_s: the pool's own, else
+its request_timeout_s, else ingress.request_timeout_s (default 3600). */}}
+
+{{- define "longctx.serveDeployments" -}}
+{{- $cluster := include "longctx.cluster" . | fromYaml -}}
+{{- $ingress := $cluster.ingress | default dict -}}
+{{- $ingressTimeout := float64 ($ingress.request_timeout_s | default 3600) -}}
+{{- $pools := list -}}
+{{- $bounds := dict -}}
+{{- $longest := 0.0 -}}
+{{- range $pool := $cluster.pools -}}
+{{- $r := $pool.replicas | default dict -}}
+{{- $min := 1 -}}{{- if hasKey $r "min" -}}{{- $min = int $r.min -}}{{- end -}}
+{{- $max := 1 -}}{{- if hasKey $r "max" -}}{{- $max = int $r.max -}}{{- end -}}
+{{- $hasInitial := and (hasKey $r "initial") (not (kindIs "invalid" $r.initial)) -}}
+{{- $initial := $min -}}{{- if $hasInitial -}}{{- $initial = int $r.initial -}}{{- end -}}
+{{- $target := 4.0 -}}{{- if hasKey $r "target_ongoing_requests" -}}{{- $target = float64 $r.target_ongoing_requests -}}{{- end -}}
+{{- if or (gt $min $max) (lt $initial $min) (gt $initial $max) -}}
+{{- fail (printf "pool %s: replicas need min <= initial <= max (min %d, initial %d, max %d)" $pool.name $min $initial $max) -}}
+{{- end -}}
+{{- $grace := $ingressTimeout -}}
+{{- if $pool.request_timeout_s -}}{{- $grace = float64 $pool.request_timeout_s -}}{{- end -}}
+{{- if $pool.graceful_shutdown_timeout_s -}}{{- $grace = float64 $pool.graceful_shutdown_timeout_s -}}{{- end -}}
+{{- if gt $grace $longest -}}{{- $longest = $grace -}}{{- end -}}
+{{- $autoscaling := dict "min_replicas" $min "max_replicas" $max "initial_replicas" $initial "target_ongoing_requests" $target -}}
+{{- $pools = append $pools (dict "name" (printf "pool-%s" $pool.name) "autoscaling_config" $autoscaling "graceful_shutdown_timeout_s" $grace) -}}
+{{- $_ := set $bounds $pool.name (dict "min" $min "max" $max "initial" (ternary $initial nil $hasInitial) "target_ongoing_requests" $target) -}}
+{{- end -}}
+{{- $ingressOptions := dict "name" "ingress" "user_config" (dict "pool_replicas" $bounds) "graceful_shutdown_timeout_s" $longest -}}
+{{- toYaml (dict "deployments" (prepend $pools $ingressOptions)) -}}
+{{- end -}}
+
+{{/* The longest graceful_shutdown_timeout_s of any deployment, in whole seconds:
+the pods' termination grace period must cover it and the drain. */}}
+{{- define "longctx.maxGracefulShutdownS" -}}
+{{- $longest := 0.0 -}}
+{{- range (include "longctx.serveDeployments" . | fromYaml).deployments -}}
+{{- if gt (float64 .graceful_shutdown_timeout_s) $longest -}}{{- $longest = float64 .graceful_shutdown_timeout_s -}}{{- end -}}
+{{- end -}}
+{{- int (ceil $longest) -}}
 {{- end -}}
 
 {{/* Pod pieces shared by head and workers ------------------------------------ */}}

@@ -49,3 +49,17 @@ def the(docs, kind):
     found = kinds(docs, kind)
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
+
+
+def app_profile(app: dict):
+    """The profile the Serve app runs with: its args, plus each pool's replica bounds, which
+    reach Serve as deployment options (the ingress's user_config) rather than in the args
+    (deployments/serve_options.py; tests/helm/test_scaling.py)."""
+    from cluster.config import load_config
+    from deployments.serve_options import pool_replicas_from_user_config
+
+    cluster = load_config(app["args"]["cluster"], app["args"].get("overrides", []), env={})
+    (ingress,) = [d for d in app.get("deployments", []) if d["name"] == "ingress"]
+    for name, replicas in pool_replicas_from_user_config(ingress["user_config"]).items():
+        cluster.pool(name).replicas = replicas
+    return cluster

@@ -16,12 +16,13 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.helm.rendering import CASES, CHART, CI_FILES, K8S_VERSION, REPO, helm, kinds, render, the
+from tests.helm.rendering import CASES, CHART, CI_FILES, K8S_VERSION, REPO, app_profile, helm, kinds, render, the
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 from cluster.config import load_config  # noqa: E402
 from cluster.planner import failures, plan_cluster, worker_shapes  # noqa: E402
+from deployments.serve_options import without_serve_options  # noqa: E402
 
 CRD = REPO.parent / "shared" / "reference" / "kuberay-v1.7.0" / "ray.io_rayservices.yaml"
 CORE_GROUPS = ("v1", "apps/v1", "policy/v1", "networking.k8s.io/v1")
@@ -124,8 +125,9 @@ def test_serve_config_is_the_profile_and_loads(values, case, rendered):
     # Import without starting Ray: building the app needs a cluster, naming it not.
     assert callable(getattr(importlib.import_module(module_name), attr))
     profile = REPO / "deployments" / f"{PROFILE_OF[case]}.yaml"
-    assert app["args"]["cluster"] == yaml.safe_load(profile.read_text())
-    cluster = load_config(app["args"]["cluster"], app["args"].get("overrides", []), env={})
+    # Less each pool's replicas and drain timeout: deployment options (tests/helm/test_scaling.py).
+    assert app["args"]["cluster"] == without_serve_options(yaml.safe_load(profile.read_text()))
+    cluster = app_profile(app)
     # The chart's one addition: the app checks the API keys it puts on the pods.
     api_keys = values.get("auth", {}).get("enabled", True)
     assert cluster.ingress.auth.enabled is api_keys
@@ -143,11 +145,11 @@ def test_deployed_profile_passes_the_planner(values, case, rendered):
 
 def test_overrides_and_cluster_yaml_pass_through(chart):
     profile = (REPO / "deployments" / "h200-141g.yaml").read_text()
-    docs = render(chart, {"clusterYaml": profile, "overrides": ["pools.il25-short.replicas.max=3"]})
+    docs = render(chart, {"clusterYaml": profile, "overrides": ["pools.il25-short.max_ongoing_requests=3"]})
     args = serve_config(the(docs, "RayService"))["applications"][0]["args"]
-    assert args["overrides"] == ["ingress.auth.enabled=true", "pools.il25-short.replicas.max=3"]
+    assert args["overrides"] == ["ingress.auth.enabled=true", "pools.il25-short.max_ongoing_requests=3"]
     cluster = load_config(args["cluster"], args["overrides"], env={})
-    assert cluster.pool("il25-short").replicas.max == 3
+    assert cluster.pool("il25-short").max_ongoing_requests == 3
     assert cluster.pool("il25-short").accelerator_type == "H200"
 
 
@@ -158,10 +160,10 @@ def test_overrides_and_cluster_yaml_pass_through(chart):
 def test_worker_groups_match_the_pools_gpu_shapes(values, case, rendered):
     rayservice = the(rendered[case], "RayService")
     spec = rayservice["spec"]["rayClusterConfig"]
-    args = serve_config(rayservice)["applications"][0]["args"]
+    app = serve_config(rayservice)["applications"][0]
     expected = {
         (s.accelerator, s.devices_per_pod): (s.min_replicas, s.max_replicas, s.replicas)
-        for s in worker_shapes(load_config(args["cluster"], env={}))
+        for s in worker_shapes(app_profile(app))
     }
     got = {}
     for group in spec["workerGroupSpecs"]:
