@@ -104,7 +104,7 @@ class RequestPath:
             return self.bands.choose(model, prompt_tokens, max_tokens)
         except NoPoolFits as exc:
             # The count is the expensive part of the ingress: report it even
-            # on refusal (benchmarks/ingress_overhead.py reads it).
+            # on refusal (benchmarks/cpu/ingress_overhead.py reads it).
             raise APIError(
                 ErrorCode.CONTEXT_LENGTH_EXCEEDED, str(exc), param=prompt_param,
                 headers={"x-prompt-tokens": str(prompt_tokens), "server-timing": timings.header()},

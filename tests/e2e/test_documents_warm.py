@@ -2,7 +2,7 @@
 
 A warm-up prefills the document's [system][document] prefix on the replica
 the affinity router picks for it; the first question then lands there and
-reads the prefix from the cache (the time saved is benchmarks/doc_qa.py's
+reads the prefix from the cache (the time saved is benchmarks/cpu/doc_qa.py's
 ``--warm``).
 """
 
