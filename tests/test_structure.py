@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("cluster", "deployments")
+PACKAGES = ("cluster", "deployments", "benchmarks")
 MAX_MODULE_LINES = 400
 
 
