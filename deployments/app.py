@@ -36,6 +36,9 @@ def config_from_args(args: Mapping[str, Any]) -> ClusterConfig:
 def build_app(args: Mapping[str, Any]):
     cluster = config_from_args(args)
     pools = {pool.name: build_pool_deployment(cluster, pool) for pool in cluster.pools}
-    return IngressDeployment.options(num_replicas=cluster.ingress.replicas, **ingress_serve_options(cluster)).bind(
+    return IngressDeployment.options(
+        num_replicas=cluster.ingress.replicas, ray_actor_options={"num_cpus": cluster.ingress.num_cpus},
+        **ingress_serve_options(cluster),
+    ).bind(
         cluster.model_dump(mode="json"), pools
     )

@@ -33,6 +33,13 @@ class IngressConfig(StrictModel):
     host: str = Field(default="127.0.0.1", description="Address Serve's HTTP proxy binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="HTTP port.")
     replicas: int = Field(default=1, ge=1, description="Ingress replicas.")
+    num_cpus: float = Field(
+        default=1.0,
+        gt=0,
+        description="CPUs Ray reserves for each ingress replica (Serve's default, stated): more "
+        "than 0, so a node that advertises no CPUs (the Helm chart's head with "
+        "head.hostsIngress false) never hosts one.",
+    )
     direct_ingress: bool = Field(
         default=False,
         description="Serve's direct ingress: every ingress replica also serves the API on a port "

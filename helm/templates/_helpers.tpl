@@ -253,6 +253,101 @@ default; set explicitly so RAY_SERVE_THROUGHPUT_OPTIMIZED cannot turn it off. */
       name: {{ include "longctx.apiKeySecretName" . }}
       key: {{ .Values.auth.secretKey }}
 {{- end }}
+{{- with include "longctx.redisSecretName" . }}
+{{- /* The documents' Redis password, for the store of every ingress replica
+(documents.store.password_env); never in the serve config. */}}
+- name: {{ include "longctx.redisPasswordEnv" $ }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ include "longctx.redisSecretKey" $ }}
+{{- end }}
+{{- end -}}
+
+{{/* The documents' Redis ---------------------------------------------------
+documentStore.mode bundled (a StatefulSet of this release, redis.yaml) or
+external (documentStore.external.url). */}}
+
+{{- define "longctx.redisName" -}}
+{{- printf "%s-redis" (include "longctx.fullname" .) -}}
+{{- end -}}
+
+{{- define "longctx.redisPasswordEnv" -}}LONGCTX_REDIS_PASSWORD{{- end -}}
+
+{{- define "longctx.redisPort" -}}6379{{- end -}}
+
+{{- define "longctx.redisSelectorLabels" -}}
+{{ include "longctx.selectorLabels" . }}
+longctx.io/component: redis
+{{- end -}}
+
+{{/* The Secret holding the documents' Redis password; empty for an external
+Redis without one. */}}
+{{- define "longctx.redisSecretName" -}}
+{{- $store := .Values.documentStore -}}
+{{- if eq $store.mode "bundled" -}}
+{{- default (include "longctx.redisName" .) $store.bundled.existingSecret -}}
+{{- else -}}
+{{- $store.external.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "longctx.redisSecretKey" -}}
+{{- $store := .Values.documentStore -}}
+{{- if eq $store.mode "bundled" -}}{{- $store.bundled.secretKey -}}{{- else -}}{{- $store.external.secretKey -}}{{- end -}}
+{{- end -}}
+
+{{/* The documents' Redis URL as the ingress replicas see it (no password: that
+comes from the environment). */}}
+{{- define "longctx.redisUrl" -}}
+{{- $store := .Values.documentStore -}}
+{{- if eq $store.mode "bundled" -}}
+{{- printf "redis://%s.%s.svc:%s/%d" (include "longctx.redisName" .) .Release.Namespace (include "longctx.redisPort" .) (int $store.bundled.database) -}}
+{{- else -}}
+{{- $url := required "documentStore.external.url is required when documentStore.mode is external" $store.external.url -}}
+{{- if not (regexMatch "^rediss?://[^/@]+(/[0-9]+)?$" $url) -}}
+{{- fail (printf "documentStore.external.url %q must be redis://host:port[/db] or rediss://...: no user or password (they come from documentStore.external.existingSecret)" $url) -}}
+{{- end -}}
+{{- $url -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The app overrides that point the profile's documents.store at that Redis;
+the profile's limits, key_prefix and timeout stay. */}}
+{{- define "longctx.documentStoreOverrides" -}}
+{{- $overrides := list "documents.store.backend=redis" (printf "documents.store.url=%s" (include "longctx.redisUrl" .)) -}}
+{{- if include "longctx.redisSecretName" . -}}
+{{- $overrides = append $overrides (printf "documents.store.password_env=%s" (include "longctx.redisPasswordEnv" .)) -}}
+{{- end -}}
+{{- toJson $overrides -}}
+{{- end -}}
+
+{{/* GCS fault tolerance: KubeRay's gcsFaultToleranceOptions, on the documents'
+Redis unless gcsFaultTolerance.redis.address names another. Ray's GCS keeps its
+keys under the RayCluster's namespace (its UID unless set) in database 0. */}}
+{{- define "longctx.gcsFaultToleranceOptions" -}}
+{{- $ft := .Values.gcsFaultTolerance -}}
+{{- $address := $ft.redis.address -}}
+{{- $secret := $ft.redis.existingSecret -}}
+{{- $key := $ft.redis.secretKey -}}
+{{- if not $address -}}
+{{- $url := urlParse (include "longctx.redisUrl" .) -}}
+{{- $address = $url.host -}}
+{{- if eq $url.scheme "rediss" -}}{{- $address = printf "rediss://%s" $address -}}{{- end -}}
+{{- $secret = include "longctx.redisSecretName" . -}}
+{{- $key = include "longctx.redisSecretKey" . -}}
+{{- end -}}
+redisAddress: {{ $address | quote }}
+{{- with $secret }}
+redisPassword:
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $key }}
+{{- end }}
+{{- with $ft.externalStorageNamespace }}
+externalStorageNamespace: {{ . | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* The download init container. Args: ctx, models (served names), patterns. */}}

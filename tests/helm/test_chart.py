@@ -128,10 +128,12 @@ def test_serve_config_is_the_profile_and_loads(values, case, rendered):
     # Less each pool's replicas and drain timeout: deployment options (tests/helm/test_scaling.py).
     assert app["args"]["cluster"] == without_serve_options(yaml.safe_load(profile.read_text()))
     cluster = app_profile(app)
-    # The chart's one addition: the app checks the API keys it puts on the pods.
+    # The chart's additions: the app checks the API keys it puts on the pods,
+    # and keeps documents in the chart's Redis (tests/helm/test_documents_store.py).
     api_keys = values.get("auth", {}).get("enabled", True)
     assert cluster.ingress.auth.enabled is api_keys
-    assert cluster == load_config(profile, ["ingress.auth.enabled=true"] if api_keys else [], env={})
+    store = [o for o in app["args"]["overrides"] if o.startswith("documents.store.")]
+    assert cluster == load_config(profile, (["ingress.auth.enabled=true"] if api_keys else []) + store, env={})
     assert config["http_options"]["host"] == "0.0.0.0"
     assert config["http_options"]["request_timeout_s"] == cluster.ingress.request_timeout_s
 
@@ -147,7 +149,10 @@ def test_overrides_and_cluster_yaml_pass_through(chart):
     profile = (REPO / "deployments" / "h200-141g.yaml").read_text()
     docs = render(chart, {"clusterYaml": profile, "overrides": ["pools.il25-short.max_ongoing_requests=3"]})
     args = serve_config(the(docs, "RayService"))["applications"][0]["args"]
-    assert args["overrides"] == ["ingress.auth.enabled=true", "pools.il25-short.max_ongoing_requests=3"]
+    # The chart's own first (API keys, then the documents' Redis), the user's last, so they win.
+    assert args["overrides"][0] == "ingress.auth.enabled=true"
+    assert args["overrides"][-1] == "pools.il25-short.max_ongoing_requests=3"
+    assert all(o.startswith("documents.store.") for o in args["overrides"][1:-1])
     cluster = load_config(args["cluster"], args["overrides"], env={})
     assert cluster.pool("il25-short").max_ongoing_requests == 3
     assert cluster.pool("il25-short").accelerator_type == "H200"
@@ -244,13 +249,18 @@ def test_model_path_outside_the_weights_volume_fails(chart):
         chart.render({"clusterYaml": yaml.safe_dump(profile)}, name="lc", namespace="llm")
 
 
+def _api_key_secrets(docs):
+    # The documents' Redis has a Secret of its own (test_documents_store.py).
+    return [s for s in kinds(docs, "Secret") if "api-keys" in s.get("data", {})]
+
+
 def _api_key_env(container):
     return [e for e in container.get("env", []) if e["name"] == "LONGCTX_API_KEYS"]
 
 
 def test_auth_is_on_by_default_with_a_generated_secret(rendered):
     docs = rendered["default"]
-    secret = the(docs, "Secret")
+    (secret,) = _api_key_secrets(docs)
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert len(secret["data"]["api-keys"]) > 40
     for container in ray_containers(the(docs, "RayService")):
@@ -262,7 +272,8 @@ def test_the_app_checks_the_keys_the_chart_puts_on_the_pods(rendered):
     from deployments.auth import KeyRing
 
     docs = rendered["default"]
-    key = base64.b64decode(the(docs, "Secret")["data"]["api-keys"]).decode()
+    (secret,) = _api_key_secrets(docs)
+    key = base64.b64decode(secret["data"]["api-keys"]).decode()
     args = serve_config(the(docs, "RayService"))["applications"][0]["args"]
     # As the Serve app loads it on a pod, with the Secret in its environment.
     cluster = load_config(args["cluster"], args.get("overrides", []), env={})
@@ -277,7 +288,7 @@ def test_the_app_checks_the_keys_the_chart_puts_on_the_pods(rendered):
 
 def test_existing_secret_is_referenced_not_created(rendered):
     docs = rendered["h100-80g"]
-    assert kinds(docs, "Secret") == []
+    assert _api_key_secrets(docs) == []
     for container in ray_containers(the(docs, "RayService")):
         (env,) = _api_key_env(container)
         assert env["valueFrom"]["secretKeyRef"]["name"] == "longctx-api-keys"
@@ -285,7 +296,7 @@ def test_existing_secret_is_referenced_not_created(rendered):
 
 def test_auth_disabled_sets_no_keys(rendered):
     docs = rendered["h200-141g"]
-    assert kinds(docs, "Secret") == []
+    assert _api_key_secrets(docs) == []
     assert all(not _api_key_env(c) for c in ray_containers(the(docs, "RayService")))
 
 

@@ -123,6 +123,12 @@ def policies(docs) -> list[dict]:
     return [{k: v for k, v in d.items() if k != "__template"} for d in kinds(docs, "NetworkPolicy")]
 
 
+def ray_policy(docs) -> dict:
+    """The Ray pods' policy (the other one guards the documents' Redis, test_documents_store.py)."""
+    (policy,) = [p for p in policies(docs) if p["metadata"]["name"].endswith("-ray")]
+    return policy
+
+
 OPERATOR = Pod({"app.kubernetes.io/name": "kuberay-operator", "app.kubernetes.io/instance": "kuberay-operator"},
                namespace="kuberay-system")
 INGRESS_CONTROLLER = Pod({"app.kubernetes.io/name": "ingress-nginx"}, namespace="ingress-nginx")
@@ -213,7 +219,7 @@ def test_bad_auth_settings_fail_at_install(chart):
 @pytest.mark.parametrize("values, case", CASES)
 def test_network_policy_isolates_every_ray_pod_and_nothing_else(values, case, rendered):
     docs = rendered[case]
-    (policy,) = policies(docs)
+    policy = ray_policy(docs)
     kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     pods = ray_pods(docs)
@@ -268,7 +274,7 @@ def test_policy_ports_are_the_ports_the_containers_declare(rendered):
     for worker in workers:
         ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
         assert (ports["serve"], ports["metrics"]) == (API_PORT, METRICS)
-    (policy,) = policies(rendered["default"])
+    policy = ray_policy(rendered["default"])
     opened = {p["port"] for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])}
     assert opened == {DASHBOARD, API_PORT, METRICS}
 
@@ -308,7 +314,7 @@ def test_ingress_and_monitoring_namespaces_are_configurable(chart):
         "operator": {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kuberay-system"}},
                                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}}}]},
     }})
-    (policy,) = policies(docs)
+    policy = ray_policy(docs)
     kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
     pols, head = [policy], ray_pods(docs)["head"]
     assert admits(pols, traefik, head, API_PORT)
@@ -326,7 +332,7 @@ def test_extra_rules_are_added_and_the_policy_can_be_turned_off(chart):
     rule = {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}}}],
             "ports": [{"protocol": "TCP", "port": DASHBOARD}]}
     docs = render(chart, {"networkPolicy": {"extraIngress": [rule]}})
-    (policy,) = policies(docs)
+    policy = ray_policy(docs)
     kubernetes_validate.validate(policy, K8S_VERSION, strict=True)
     head = ray_pods(docs)["head"]
     assert admits([policy], bastion, head, DASHBOARD) and not admits([policy], bastion, head, GCS)
