@@ -32,8 +32,8 @@ import httpx
 
 from benchmarks.common.direct_pool import DirectPool
 from benchmarks.common.http_timing import server_timing_ms
-from benchmarks.common.ports import free_loopback_port
-from benchmarks.common.progress import progress as _progress
+from benchmarks.common.local_cluster import LocalCluster
+from benchmarks.common.progress import progress as common_progress
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "internlm2_5-7b-chat-1m"
@@ -54,48 +54,18 @@ def text_of_tokens(tokenizer, n_tokens: int) -> str:
 
 
 def progress(msg: str) -> None:
-    _progress(msg, "ingress_overhead")
+    common_progress(msg, "ingress_overhead")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu.ingress_overhead", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ingress_overhead.json"))
-    args = parser.parse_args()
-
-    from ray import serve
-
-    from cluster.cli import APP_NAME, start_cluster
-    from cluster.direct_ingress import ingress_replica_urls, skip_draining_without_balancer
-    from cluster.config import load_config, profile_path
-    from cluster.demo import build_all
-    from deployments.engines import pool_deployment_name
-    from deployments.tokens import PromptTokenizer
-
-    build_all(REPO / "build" / "models")
-    port = free_loopback_port()
-    overrides = [f"ingress.port={port}", "ingress.direct_ingress=true"]
-    skip_draining_without_balancer()
-    profile = str(profile_path("cpu-demo"))
-    config = load_config(profile, overrides)
-    progress("starting the cpu-demo cluster ...")
-    started = time.perf_counter()
-    start_cluster(config, profile, overrides, address=None)
-    progress(f"cluster up in {time.perf_counter() - started:.0f} s")
-    tokenizer = PromptTokenizer(MODEL, config.models[MODEL])
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=3600)
-    replica_client = httpx.Client(base_url=ingress_replica_urls(APP_NAME)[0], timeout=3600)
-    results: dict = {"profile": "cpu-demo", "model": MODEL, "repeats": args.repeats,
-                     "ingress_work": [], "overhead_vs_direct": []}
-
-    # 1. Ingress work by prompt size.
+def ingress_work(client: httpx.Client, tokenizer, repeats: int) -> list[dict]:
+    """1. The ingress's whole cost per prompt size: counted, routed, and refused with 413 past the pools' limit."""
+    rows_by_size = []
     for size in (1_000, 100_000, 1_000_000):
         text = text_of_tokens(tokenizer, size)
         body = {"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": 1}
         payload = json.dumps(body).encode()
         rows = []
-        for i in range(args.repeats):
+        for i in range(repeats):
             t0 = time.perf_counter()
             response = client.post("/v1/chat/completions", content=payload,
                                    headers={"content-type": "application/json"})
@@ -104,9 +74,9 @@ def main() -> int:
             rows.append({"status": response.status_code, "client_s": elapsed,
                          "tokenize_ms": timing.get("tokenize"), "route_ms": timing.get("route"),
                          "prompt_tokens": int(response.headers.get("x-prompt-tokens", 0))})
-            progress(f"size {size:>9,}: run {i + 1}/{args.repeats} status {response.status_code} "
+            progress(f"size {size:>9,}: run {i + 1}/{repeats} status {response.status_code} "
                      f"{elapsed * 1000:.0f} ms")
-        results["ingress_work"].append({
+        rows_by_size.append({
             "target_tokens": size,
             "prompt_tokens": rows[0]["prompt_tokens"],
             "body_bytes": len(payload),
@@ -115,8 +85,16 @@ def main() -> int:
             "tokenize_ms_median": _median(r["tokenize_ms"] for r in rows),
             "route_ms_median": _median(r["route_ms"] for r in rows),
         })
+    return rows_by_size
 
-    # 2. Ingress vs the pool deployment directly.
+
+def overhead_vs_direct(config, client: httpx.Client, replica_client: httpx.Client, tokenizer,
+                       repeats: int) -> list[dict]:
+    """2. The same prompt through HTTP + ingress (proxy, and the replica's own port) and straight to the pool."""
+    from cluster.cli import APP_NAME
+    from deployments.engines import pool_deployment_name
+
+    rows = []
     for size in (1_000, 8_000):
         text = text_of_tokens(tokenizer, size)
         messages = [{"role": "user", "content": text}]
@@ -128,7 +106,7 @@ def main() -> int:
         body = {"model": MODEL, "messages": messages, "max_tokens": 1}
         # Interleave so drift in the engine (caches, warm-up) hits both alike;
         # the first round warms up and is dropped.
-        for i in range(args.repeats + 1):
+        for i in range(repeats + 1):
             d = direct_pool.complete(ids)
             t0 = time.perf_counter()
             response = client.post("/v1/chat/completions", json=body)
@@ -142,10 +120,10 @@ def main() -> int:
                 direct.append(d)
                 via_ingress.append(v)
                 via_replica.append(r)
-            progress(f"overhead {size:>6,} tokens ({pool.name}): run {i}/{args.repeats} "
+            progress(f"overhead {size:>6,} tokens ({pool.name}): run {i}/{repeats} "
                      f"direct {d * 1000:.0f} ms, ingress {v * 1000:.0f} ms, replica port {r * 1000:.0f} ms")
         direct_pool.close()
-        results["overhead_vs_direct"].append({
+        rows.append({
             "prompt_tokens": len(ids),
             "pool": pool.name,
             "direct_ms_median": statistics.median(direct) * 1000,
@@ -154,13 +132,37 @@ def main() -> int:
             "direct_ingress_ms_median": statistics.median(via_replica) * 1000,
             "direct_ingress_overhead_ms_median": (statistics.median(via_replica) - statistics.median(direct)) * 1000,
         })
+    return rows
 
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu.ingress_overhead", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "ingress_overhead.json"))
+    args = parser.parse_args()
+
+    from cluster.cli import APP_NAME
+    from cluster.config import profile_path
+    from cluster.demo import build_all
+    from cluster.direct_ingress import ingress_replica_urls, skip_draining_without_balancer
+    from deployments.tokens import PromptTokenizer
+
+    build_all(REPO / "build" / "models")
+    skip_draining_without_balancer()
+    with LocalCluster(profile_path("cpu-demo"), ["ingress.direct_ingress=true"], source="ingress_overhead") as cluster:
+        tokenizer = PromptTokenizer(MODEL, cluster.config.models[MODEL])
+        with httpx.Client(base_url=cluster.url, timeout=3600) as client, \
+                httpx.Client(base_url=ingress_replica_urls(APP_NAME)[0], timeout=3600) as replica_client:
+            results = {"profile": "cpu-demo", "model": MODEL, "repeats": args.repeats,
+                       "ingress_work": ingress_work(client, tokenizer, args.repeats),
+                       "overhead_vs_direct": overhead_vs_direct(cluster.config, client, replica_client, tokenizer,
+                                                                args.repeats)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     progress(f"wrote {out}")
     print(json.dumps(results, indent=2))
-    serve.shutdown()
     return 0
 
 

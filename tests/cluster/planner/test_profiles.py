@@ -1,4 +1,4 @@
-"""Every shipped profile and the benchmarks' own pass the planner; the issue targets' profiles hold what they promise."""
+"""Every shipped profile and the benchmarks' own pass the planner; the issue targets' profiles keep their promises."""
 
 from pathlib import Path
 
