@@ -5,6 +5,7 @@
   validate PROFILE      load and validate a profile, print its pools
   run PROFILE           start Ray (or join one) and serve the profile
   plan PROFILE          capacity plan: does each pool fit its GPUs?
+  drain-node            drain this Ray node, waiting for its requests (the chart's preStop)
 """
 
 from __future__ import annotations
@@ -252,6 +253,27 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_drain_node(args) -> int:
+    import logging
+
+    from cluster.drain import DrainRefused, drain_node
+
+    if args.deadline_s <= 0:
+        raise SystemExit("--deadline-s must be positive")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s drain-node: %(message)s")
+    import ray
+
+    # A driver of its own: Ray's token (KubeRay's env in a pod) as for any client.
+    ray.init(address=args.address, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        return drain_node(args.node_id, args.deadline_s, args.reason)
+    except DrainRefused as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 1
+    finally:
+        ray.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cluster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -291,6 +313,16 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(func=func)
 
     add_plan_parser(sub, _load)
+
+    p = sub.add_parser("drain-node", help="drain this Ray node through Ray and wait until Serve has moved "
+                                          "its replicas and their requests have finished (cluster/drain.py)")
+    p.add_argument("--deadline-s", type=float, required=True,
+                   help="seconds until the node is taken away (the pod's grace period left); Serve stops "
+                        "replicas here at the latest this long less their graceful_shutdown_timeout_s")
+    p.add_argument("--address", default="auto", help="the Ray cluster to join (default: this node's)")
+    p.add_argument("--node-id", default=None, help="hex id of the node to drain (default: this process's node)")
+    p.add_argument("--reason", default="pod terminating (preStop)", help="message recorded with the drain")
+    p.set_defaults(func=cmd_drain_node)
 
     args = parser.parse_args(argv)
     return args.func(args)

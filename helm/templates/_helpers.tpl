@@ -132,7 +132,8 @@ One group per distinct (accelerator_type, tensor_parallel_size): a pod hosts
 one replica (Ray's STRICT_PACK keeps a TP group on one node). Replica bounds
 are sums over the group's pools; kvTierGi is the largest KV tier of its pools.
 This is the only place the chart looks at pools, and
-cluster.planner.worker_shapes computes the same (tests compare). */}}
+cluster.planner.worker_shapes computes the same (tests compare; a GPU pool
+without accelerator_type is on defaultAccelerator here, None there). */}}
 
 {{- define "longctx.workerGroups" -}}
 {{- $cluster := include "longctx.cluster" . | fromYaml -}}
@@ -143,6 +144,9 @@ cluster.planner.worker_shapes computes the same (tests compare). */}}
 {{- $engine := $pool.engine | default dict -}}
 {{- $tp := int ($engine.tensor_parallel_size | default 1) -}}
 {{- $acc := $pool.accelerator_type | default "" -}}
+{{- /* A GPU pool without accelerator_type (Ray places it on any GPU) still needs
+nodes of one product: defaultAccelerator's (_lifecycle.tpl). */ -}}
+{{- if and (eq $device "gpu") (not $acc) -}}{{- $acc = include "longctx.defaultAccelerator" $ -}}{{- end -}}
 {{- $kind := $device -}}
 {{- if $acc -}}{{- $kind = regexReplaceAll "[^a-z0-9]+" (lower $acc) "-" -}}{{- end -}}
 {{- $name := printf "%s-x%d" $kind $tp -}}

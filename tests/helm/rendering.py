@@ -19,6 +19,18 @@ CI_FILES = sorted((CHART / "ci").glob("*.yaml"))
 CASES = [pytest.param({}, "default", id="default")] + [
     pytest.param(yaml.safe_load(f.read_text()), f.stem, id=f"ci/{f.name}") for f in CI_FILES
 ]
+# Every GPU profile in deployments/, each deployed whole and alone, as
+# `helm install --set-file clusterYaml=deployments/<name>.yaml` does.
+GPU_PROFILES = sorted(
+    f for f in (REPO / "deployments").glob("*.yaml")
+    if (yaml.safe_load(f.read_text()) or {}).get("device", "gpu") == "gpu"
+)
+PROFILE_CASES = [pytest.param(f.stem, id=f"deployments/{f.name}") for f in GPU_PROFILES]
+
+
+def profile_values(name: str) -> dict:
+    """The values of `--set-file clusterYaml=deployments/<name>.yaml` and nothing else."""
+    return {"clusterYaml": (REPO / "deployments" / f"{name}.yaml").read_text()}
 
 
 def load_sync_tool():

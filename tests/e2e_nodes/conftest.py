@@ -1,0 +1,128 @@
+"""A cluster on two Ray nodes of this machine: a head, and a worker node joined with ``ray start --address``.
+
+One small pool of the demo model, two replicas, one per node: each node
+advertises one ``e2e_slot`` and each replica needs one. The ingress asks for
+more CPUs than a worker node has, so it stays on the head with Serve's
+controller and proxy (HeadOnly: two proxies on one machine would want one
+port). Token auth throughout: the nodes listen on every interface.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from benchmarks.common.ports import free_loopback_port
+from tests.e2e_nodes.nodes import RayNode, node_id_with, ray_env, start_node
+
+APP = "longctx"
+POOL = "short"
+MODEL = "internlm2_5-7b-chat-1m"
+SLOT = "e2e_slot"
+# A pool replica's placement bundle: the replica actor's CPU, the engine's, and a slot.
+WORKER_CPUS = 2
+# More than a worker node has: the ingress can only be placed on the head.
+INGRESS_CPUS = 3
+# Longer than any drain deadline the tests give, so Serve stops a draining
+# node's replica at once (it has no room elsewhere) and lets it finish.
+GRACEFUL_SHUTDOWN_S = 600
+
+
+def profile(models: Path, data_dir: Path, port: int) -> dict:
+    return {
+        "device": "cpu",
+        "models": {MODEL: {"path": str(models / "tiny-internlm2_5-chat-1m"), "stop_token_ids": [2, 4],
+                           "default_max_tokens": 16}},
+        "pools": [{
+            "name": POOL, "model": MODEL, "band": [0, 4096],
+            "engine": {"max_model_len": 4096, "max_num_seqs": 4, "dtype": "float32", "enforce_eager": True},
+            "replicas": {"min": 2, "max": 2},
+            "worker_resources": {"CPU": 1, SLOT: 1},
+            # A prompt's first 16 tokens pick its replica (affinity), so a test can aim at a node.
+            "routing": {"prefix_tokens": 16},
+            "request_timeout_s": 600,
+            "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_S,
+        }],
+        "ingress": {"host": "127.0.0.1", "port": port, "num_cpus": INGRESS_CPUS, "stream_heartbeat_s": 0},
+        "documents": {"store": {"backend": "sqlite", "data_dir": str(data_dir)}},
+        "engine_env": {"VLLM_CPU_KVCACHE_SPACE": "1"},
+    }
+
+
+@dataclass
+class TwoNodeCluster:
+    base_url: str
+    gcs_address: str
+    env: dict[str, str]
+    head: RayNode
+    base: Path
+    workers: list[RayNode] = field(default_factory=list)
+
+    def add_worker(self, name: str) -> tuple[RayNode, str]:
+        """A worker node with one slot for a pool replica; its Ray node id."""
+        node = start_node(name, self.base, self.env, head_address=self.gcs_address, num_cpus=WORKER_CPUS,
+                          resources={SLOT: 1, f"e2e_node_{name}": 1})
+        self.workers.append(node)
+        return node, node_id_with(f"e2e_node_{name}")
+
+
+@pytest.fixture(scope="package")
+def two_nodes(demo_models, tmp_path_factory):
+    token = secrets.token_hex(16)
+    env = ray_env(token)
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    # This process is a Ray client too (serve.run, status); Ray reads these when it connects.
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    # Short: sockets live under it, and their paths may not pass 107 characters.
+    base = Path(tmp_path_factory.mktemp("n", numbered=True))
+    head_port, api_port = free_loopback_port(), free_loopback_port()
+    head = start_node("head", base, env, head_port=head_port, num_cpus=INGRESS_CPUS + WORKER_CPUS,
+                      resources={SLOT: 1})
+    cluster = TwoNodeCluster(f"http://127.0.0.1:{api_port}", f"127.0.0.1:{head_port}", env, head, base)
+    try:
+        import ray
+        from ray import serve
+
+        from deployments.app import build_app
+
+        ray.init(address=cluster.gcs_address, logging_level="WARNING", log_to_driver=False)
+        cluster.add_worker("w1")
+        path = base / "profile.yaml"
+        path.write_text(yaml.safe_dump(profile(demo_models, tmp_path_factory.mktemp("docs"), api_port)))
+        serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": api_port})
+        serve.run(build_app({"profile": str(path)}), name=APP, route_prefix="/")
+        assert httpx.get(f"{cluster.base_url}/healthz", timeout=30).status_code == 200
+        yield cluster
+    finally:
+        _teardown(cluster)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _teardown(cluster: TwoNodeCluster) -> None:
+    """Serve and this client first, then every node's processes; none may be left."""
+    import ray
+
+    if ray.is_initialized():
+        from ray import serve
+
+        from cluster.shutdown import _bounded
+
+        _bounded(serve.shutdown, 30, "serve.shutdown()")
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+    nodes = [*cluster.workers, cluster.head]
+    for node in nodes:
+        node.stop()
+    left = [p.pid for node in nodes for p in node.processes()]
+    assert left == [], f"processes of the test's Ray nodes outlived their stop: {left}"
