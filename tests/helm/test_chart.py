@@ -28,7 +28,7 @@ CRD = REPO.parent / "shared" / "reference" / "kuberay-v1.7.0" / "ray.io_rayservi
 CORE_GROUPS = ("v1", "apps/v1", "policy/v1", "networking.k8s.io/v1")
 # Which deployments/ profile each values file deploys.
 PROFILE_OF = {"default": "a100-80g", "a100-80g": "a100-80g", "h100-80g": "h100-80g",
-              "h200-141g": "h200-141g"}
+              "h200-141g": "h200-141g", "ha": "a100-80g"}
 
 
 def serve_config(rayservice) -> dict:

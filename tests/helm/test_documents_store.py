@@ -235,8 +235,9 @@ def gcs_options(docs):
 
 
 def test_gcs_fault_tolerance_is_off_by_default(rendered):
-    for docs in rendered.values():
-        assert gcs_options(docs) is None
+    assert gcs_options(rendered["default"]) is None
+    # helm/ci/ha.yaml turns it on, so every chart test also runs with it.
+    assert gcs_options(rendered["ha"])["redisAddress"].endswith(f".svc:{REDIS_PORT}")
 
 
 def test_gcs_fault_tolerance_on_the_bundled_redis(chart, rayservice_schema):
@@ -292,3 +293,12 @@ def test_the_ingress_is_kept_off_the_head_when_asked(chart, rendered):
     with pytest.raises(helm.HelmError, match="remove num-cpus from head.rayStartParams"):
         chart.render({"head": {"hostsIngress": False, "rayStartParams": {"num-cpus": "4"}}}, name="lc",
                      namespace=NAMESPACE)
+
+
+def test_fault_tolerant_renders_pass_kuberays_validation(chart):
+    from tests.helm import kuberay_validation as kuberay
+
+    for values in ({"gcsFaultTolerance": {"enabled": True}, "head": {"hostsIngress": False}},
+                   {**EXTERNAL, "gcsFaultTolerance": {"enabled": True, "externalStorageNamespace": "lc-gcs"}},
+                   {"gcsFaultTolerance": {"enabled": True, "redis": {"address": "gcs-redis:6379"}}}):
+        kuberay.check(the(render(chart, values), "RayService"))
