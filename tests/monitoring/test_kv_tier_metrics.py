@@ -138,7 +138,8 @@ def test_tier_panels_compute_what_the_rules_record(tmp_path):
     case = yaml.safe_load(RULE_TEST.read_text())["tests"][0]
     checks = []
     for (title, ref), expr in _tier_targets().items():
-        expr = expr.replace("$__rate_interval", "5m").replace("$pool", ".+")
+        # The rest as Grafana fills them for "All": pool, namespace, Ray cluster.
+        expr = promql.substitute(expr.replace("$__rate_interval", "5m"))
         checks.append({"expr": f"round({expr}, 0.001)", "eval_time": "10m",
                        "exp_samples": [{"labels": '{pool="il25-long"}', "value": PANEL_VALUES[(title, ref)]}]})
     test = {"evaluation_interval": "1m",
