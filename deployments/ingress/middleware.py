@@ -1,12 +1,16 @@
-"""The ingress's HTTP middlewares: body limit, API keys, and the answered-request metrics.
+"""The ingress's HTTP middlewares: body limit, API keys, the answered-request
+metrics, and the header naming the ingress replica.
 
 Starlette runs the last added outermost, so every answer (a 401 or 413
-included) passes the metrics, and the key check runs before a body is read.
+included) passes the metrics and names its replica, and the key check runs
+before a body is read.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
+from ray import serve
+from ray.serve.exceptions import RayServeException
 
 from deployments.auth import KeyRing
 from deployments.errors import APIError, ErrorCode
@@ -16,6 +20,18 @@ from deployments.metrics import RouterMetrics
 
 # Paths a load balancer or kubelet probes without a key.
 UNAUTHENTICATED_PATHS = frozenset({"/healthz"})
+# Which ingress replica answered (Serve's replica id, as in its logs and the
+# replica label of its metrics): with several replicas, an operator can tie a
+# client's failed request to one replica's logs.
+INGRESS_REPLICA_HEADER = "x-longctx-ingress-replica"
+
+
+def ingress_replica_id() -> str | None:
+    """This Serve replica's id; None outside Serve (an app under test)."""
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except RayServeException:
+        return None
 
 
 def install_middlewares(app: FastAPI, *, keys: KeyRing | None, metrics: RouterMetrics, max_body_bytes: int) -> None:
@@ -46,4 +62,12 @@ def install_middlewares(app: FastAPI, *, keys: KeyRing | None, metrics: RouterMe
                 response.status_code,
                 getattr(request.state, "error_code", None),
             )
+        return response
+
+    @app.middleware("http")
+    async def _name_replica(request: Request, call_next):
+        response = await call_next(request)
+        replica = ingress_replica_id()
+        if replica is not None:
+            response.headers[INGRESS_REPLICA_HEADER] = replica
         return response

@@ -1,0 +1,157 @@
+"""A small real cluster with two ingress replicas on one password-protected Redis.
+
+One model and its short pool from the cpu-demo profile (one engine replica),
+`ingress.replicas: 2`, and the document store in a Redis started here:
+Debian's `redis-server` (`make redis-server` installs it) on a free loopback
+port, with a password and its append-only file on, as the Helm chart runs it.
+The password reaches the ingress replicas as the chart's does: an environment
+variable that `documents.store.password_env` names. Without redis-server the
+package skips.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from benchmarks.common.ports import free_loopback_port
+from cluster.config import ClusterConfig, load_config, profile_path
+
+MODEL = "internlm2_5-7b-chat-1m"
+POOL = "il25-short"
+PASSWORD_ENV = "LONGCTX_E2E_REDIS_PASSWORD"
+READY_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    url: str  # without the password
+    password: str
+
+    def client(self):
+        import redis
+
+        return redis.Redis.from_url(self.url, password=self.password, socket_timeout=5, decode_responses=True)
+
+
+def _ping(url: str, password: str | None) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, password=password, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="package")
+def redis_server(tmp_path_factory) -> RedisServer:
+    pytest.importorskip("redis")
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed; `make redis-server` (root) installs it")
+    workdir = tmp_path_factory.mktemp("redis")
+    password = secrets.token_urlsafe(24)
+    # A free port can be taken between probe and bind; a few attempts cover it.
+    for _ in range(3):
+        port = free_loopback_port()
+        url = f"redis://127.0.0.1:{port}/1"
+        log = open(workdir / f"redis-{port}.log", "w+")
+        proc = subprocess.Popen(
+            [exe, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
+             "--appendonly", "yes", "--save", "", "--dir", str(workdir)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while proc.poll() is None and time.monotonic() < deadline and not _ping(url, password):
+            time.sleep(0.05)
+        if proc.poll() is None and _ping(url, password):
+            break
+        proc.kill()
+        proc.wait(timeout=10)
+        log.seek(0)
+        output = log.read()
+        log.close()
+    else:
+        pytest.fail(f"redis-server did not become ready:\n{output[-2000:]}")
+    # The server really wants the password: a client without it is refused.
+    assert not _ping(url, None)
+    try:
+        yield RedisServer(url=url, password=password)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def small_profile(demo_models: Path, redis: RedisServer, port: int) -> dict:
+    """cpu-demo cut to one model and its short pool (one replica), two ingress replicas on Redis."""
+    raw = yaml.safe_load(profile_path("cpu-demo").read_text())
+    model = raw["models"][MODEL]
+    model["path"] = str(demo_models / Path(model["path"]).name)
+    (pool,) = [p for p in raw["pools"] if p["name"] == POOL]
+    pool["replicas"] = {"min": 1, "max": 1}
+    raw["models"] = {MODEL: model}
+    raw["pools"] = [pool]
+    raw["ingress"] = {"host": "127.0.0.1", "port": port, "replicas": 2}
+    raw["documents"] = {"store": {"backend": "redis", "url": redis.url, "password_env": PASSWORD_ENV,
+                                  "key_prefix": f"e2e:{secrets.token_hex(4)}:"}}
+    return raw
+
+
+@dataclass(frozen=True)
+class RunningCluster:
+    base_url: str
+    config: ClusterConfig
+
+
+@pytest.fixture(scope="package")
+def cluster(demo_models, redis_server, tmp_path_factory) -> RunningCluster:
+    from cluster.cli import start_cluster
+    from cluster.direct_ingress import skip_draining_without_balancer
+
+    port = free_loopback_port()
+    profile = tmp_path_factory.mktemp("profile") / "two-ingress-redis.yaml"
+    profile.write_text(yaml.safe_dump(small_profile(demo_models, redis_server, port)))
+    # Ray's workers (the ingress replicas among them) inherit the environment
+    # of the process that starts the local Ray: the Secret's role on Kubernetes.
+    os.environ[PASSWORD_ENV] = redis_server.password
+    skip_draining_without_balancer()
+    config = load_config(profile)
+    assert config.ingress.replicas == 2 and config.documents.store.backend == "redis"
+    start_cluster(config, str(profile), [], address=None, metrics_port=free_loopback_port())
+    running = RunningCluster(base_url=f"http://127.0.0.1:{port}", config=config)
+    # serve.run returns once every deployment is healthy; the proxy answers now.
+    assert httpx.get(f"{running.base_url}/healthz", timeout=30).status_code == 200
+    yield running
+    from cluster.shutdown import alive, started_processes, stop_cluster
+
+    cluster_processes = started_processes()
+    killed = stop_cluster()
+    os.environ.pop(PASSWORD_ENV, None)
+    remaining = sorted(p.pid for p in alive(cluster_processes))
+    assert remaining == [], f"cluster processes outlived its stop: {remaining} (killed: {killed})"
+    if killed:
+        warnings.warn(f"the stop had to kill: {killed}", stacklevel=1)
+
+
+@pytest.fixture(scope="package")
+def http(cluster) -> httpx.Client:
+    with httpx.Client(base_url=cluster.base_url, timeout=300) as client:
+        yield client
