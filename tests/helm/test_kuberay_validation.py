@@ -32,6 +32,22 @@ def test_every_gpu_profile_renders_alone_and_passes_kuberays_validation(profile,
     kuberay.check(the(rendered_profiles[profile], "RayService"))
 
 
+def test_a_long_release_name_still_gives_a_name_kuberay_accepts(chart):
+    rs = the(render(chart, {}, name="x" * 53), "RayService")
+    kuberay.check(rs)
+    assert len(rs["metadata"]["name"]) == 40
+
+
+@pytest.mark.parametrize("release", ["1lc", "lc.prod"])
+def test_release_names_kuberay_would_refuse_fail_at_install(chart, release):
+    with pytest.raises(helm.HelmError, match="not a DNS-1035 label"):
+        render(chart, {}, name=release)
+    # The checker agrees with the template: the same name fails rayservice_name.
+    good = the(render(chart, {}), "RayService")
+    good["metadata"]["name"] = f"{release}-longctx-cluster"
+    assert [v for v in kuberay.violations(good) if v.startswith("rayservice_name:")]
+
+
 def test_the_gpu_profiles_include_those_without_accelerator_type():
     names = {f.stem for f in GPU_PROFILES}
     # The three that failed with "set no accelerator_type", and the ones that set it.
