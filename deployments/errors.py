@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from enum import StrEnum
 
 from fastapi import FastAPI, Request
@@ -169,14 +170,23 @@ def validation_error(errors: list[dict]) -> APIError:
             ctx = err.get("ctx") or {}
             return APIError(ErrorCode.INVALID_PARAMETER_COMBINATION, f"invalid request: {err.get('msg')}",
                             param=ctx.get("param"))
-    parts = []
+    parts: dict[str, None] = {}
     param = None
     for err in errors:
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        loc = _field_path(err.get("loc", ()))
         where = ".".join(loc) or "body"
         param = param or (where if loc else None)
-        parts.append(f"{where}: {err.get('msg')}")
-    return APIError(ErrorCode.INVALID_REQUEST, "invalid request: " + "; ".join(parts[:10]), param=param)
+        parts[f"{where}: {err.get('msg')}"] = None
+    return APIError(ErrorCode.INVALID_REQUEST, "invalid request: " + "; ".join(list(parts)[:10]), param=param)
+
+
+# Pydantic names the member of a union a value failed in its error's location
+# (`stop.list[constrained-str].1`); a client knows the field, not the member.
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|list|dict|none|.*[\[\]-].*)$")
+
+
+def _field_path(loc) -> list[str]:
+    return [str(p) for p in loc if p != "body" and not (isinstance(p, str) and _UNION_MEMBER.match(p))]
 
 
 # Starlette's own HTTP errors (routing, body parsing), by status.
@@ -224,3 +234,10 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return await _api_error(request, APIError(ErrorCode.INTERNAL_ERROR,
                                                   "internal error; the request was not completed"))
+
+
+def error_code_table() -> str:
+    """The error-code table of docs/api.md, by status (tests/deployments/test_errors.py keeps the two equal)."""
+    rows = ["| code | status | when |", "|---|---|---|"]
+    rows += [f"| `{c}` | {c.status} | {c.meaning} |" for c in sorted(ErrorCode, key=lambda c: c.status)]
+    return "\n".join(rows) + "\n"

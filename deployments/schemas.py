@@ -10,11 +10,16 @@ do so inside the ingress as a 500) are answered 400 with
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deployments.errors import combination_error
+from deployments.errors import APIError, ErrorCode, combination_error
+
+# vLLM samples greedily below this temperature (vllm.sampling_params._SAMPLING_EPS).
+GREEDY_BELOW = 1e-5
+# vLLM refuses an empty stop string.
+StopString = Annotated[str, Field(min_length=1)]
 
 
 class _Body(BaseModel):
@@ -54,7 +59,7 @@ class SamplingFields(_Body):
     top_k: int | None = Field(default=None, ge=-1)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=16)
-    stop: str | list[str] | None = Field(default=None)
+    stop: StopString | list[StopString] | None = Field(default=None, description="Up to 8 non-empty strings.")
     stream: bool = False
     stream_options: StreamOptions | None = Field(default=None, description="Only with `stream: true`.")
     seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
@@ -79,12 +84,22 @@ class SamplingFields(_Body):
         return stop
 
     @model_validator(mode="after")
-    def _stream_only_fields(self):
+    def _combinations(self):
         if self.stream_options is not None and not self.stream:
             raise combination_error("stream_options", "only allowed with stream: true")
         if self.prompt_logprobs is not None and self.stream:
             raise combination_error("prompt_logprobs", "not available with stream: true")
+        if self.n > 1 and self.temperature is not None and self.temperature < GREEDY_BELOW:
+            raise combination_error("n", "must be 1 with temperature 0 (greedy sampling has one answer)")
         return self
+
+    def check_min_tokens(self, max_tokens: int) -> None:
+        """Refuse ``min_tokens`` over the completion budget the request gets
+        (its own ``max_tokens``, or the model's default when it sets none)."""
+        if self.min_tokens > max_tokens:
+            raise APIError(ErrorCode.INVALID_PARAMETER_COMBINATION,
+                           f"invalid request: min_tokens: {self.min_tokens} is more than the request's "
+                           f"max_tokens of {max_tokens}", param="min_tokens")
 
     def engine_sampling(self) -> dict[str, Any]:
         """The sampling fields vLLM's CompletionRequest takes as they are."""

@@ -36,10 +36,12 @@ from deployments.documents.records import Document, DocumentMeta
 from deployments.documents.store import DocumentStore
 from deployments.documents.warm import Warmer, WarmBody
 from deployments.errors import APIError, ErrorCode, combination_error, validation_error
+from deployments.documents.responses import DocumentCreated, DocumentDeleted, DocumentList, DocumentView, DocumentWarm
+from deployments.responses import BODY_ERRORS, ENGINE_ERRORS, ChatCompletion, answers
 from deployments.dispatch.keepalive import requested_heartbeat
 from deployments.dispatch.request_path import RequestPath, ServerTimings
 from deployments.routing.bands import NoPoolFits
-from deployments.schemas import StreamOptions
+from deployments.schemas import StopString, StreamOptions
 
 
 class UploadBody(BaseModel):
@@ -62,7 +64,7 @@ class AskBody(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     seed: int | None = Field(default=None, ge=-(2**63), lt=2**63, description="Sampling seed (a signed 64-bit integer).")
-    stop: str | list[str] | None = None
+    stop: StopString | list[StopString] | None = Field(default=None, description="Non-empty strings.")
     stream: bool = False
     stream_options: StreamOptions | None = Field(default=None, description="Only with `stream: true`.")
 
@@ -315,30 +317,56 @@ class DocumentService:
         return ids
 
 
+# POST /v1/documents reads its body itself (JSON or multipart), so its
+# OpenAPI request body is written out here.
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": UploadBody.model_json_schema()},
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {
+            "file": {"type": "string", "format": "binary", "description": "The document (UTF-8 text)."},
+            "model": {"type": "string"},
+            "metadata": {"type": "string", "description": "A JSON object, as text."},
+            "warm": {"type": "string", "enum": ["true", "false"]},
+        },
+    }},
+}}}
+STORE_ERRORS = (ErrorCode.STORE_UNAVAILABLE,)
+FOUND_ERRORS = (ErrorCode.INVALID_REQUEST, ErrorCode.DOCUMENT_NOT_FOUND, *STORE_ERRORS)
+
+
 def document_routes(service: DocumentService) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/v1/documents", status_code=201)
+    @router.post("/v1/documents", status_code=201, openapi_extra=UPLOAD_BODY, responses=answers(
+        DocumentCreated, BODY_ERRORS, ErrorCode.UNSUPPORTED_MEDIA_TYPE, ErrorCode.INVALID_DOCUMENT,
+        ErrorCode.MODEL_NOT_FOUND, ErrorCode.DOCUMENT_TOO_LARGE, ErrorCode.STORE_FULL, ErrorCode.DOCUMENT_EXISTS,
+        STORE_ERRORS, status=201))
     async def upload(request: Request):
         return await service.upload(request)
 
-    @router.get("/v1/documents")
+    @router.get("/v1/documents", responses=answers(
+        DocumentList, ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_CURSOR, STORE_ERRORS))
     async def list_documents(request: Request, limit: int = Query(20, ge=1, le=100), after: str | None = None):
         return await service.list(request, limit, after)
 
-    @router.get("/v1/documents/{doc_id}")
+    @router.get("/v1/documents/{doc_id}", responses=answers(DocumentView, FOUND_ERRORS))
     async def get_document(request: Request, doc_id: str):
         return await service.get(request, doc_id)
 
-    @router.delete("/v1/documents/{doc_id}")
+    @router.delete("/v1/documents/{doc_id}", responses=answers(DocumentDeleted, FOUND_ERRORS))
     async def delete_document(request: Request, doc_id: str):
         return await service.delete(request, doc_id)
 
-    @router.post("/v1/documents/{doc_id}/ask")
+    @router.post("/v1/documents/{doc_id}/ask", responses=answers(
+        ChatCompletion, BODY_ERRORS, FOUND_ERRORS, ErrorCode.INVALID_PARAMETER_COMBINATION, ENGINE_ERRORS,
+        stream=True, keepalive=True))
     async def ask(request: Request, doc_id: str, body: AskBody):
         return await service.ask(request, doc_id, body)
 
-    @router.post("/v1/documents/{doc_id}/warm", status_code=202)
+    @router.post("/v1/documents/{doc_id}/warm", status_code=202, responses=answers(
+        DocumentWarm, BODY_ERRORS, FOUND_ERRORS, ErrorCode.MODEL_NOT_FOUND, ErrorCode.DOCUMENT_TOO_LARGE,
+        ErrorCode.POOL_UNAVAILABLE, status=202))
     async def warm(request: Request, doc_id: str, body: WarmBody | None = None):
         return await service.warm(request, doc_id, body or WarmBody())
 

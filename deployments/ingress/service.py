@@ -104,6 +104,7 @@ class Ingress:
         prompt_ids = await asyncio.to_thread(tokenizer.chat_ids, messages)
         timings.add("tokenize", time.perf_counter() - started)
         decision = self.path.route(body.model, len(prompt_ids), body.max_tokens, timings)
+        body.check_min_tokens(decision.max_tokens)
         logprobs = (body.top_logprobs or 0) if body.logprobs else None
         request = self.path.engine_request(body.model, decision, prompt_ids, body.engine_sampling(), logprobs)
         return await self.path.dispatch(decision, request, timings, chat=True, heartbeat=heartbeat)
@@ -127,6 +128,7 @@ class Ingress:
                 )
         timings.add("tokenize", time.perf_counter() - started)
         decision = self.path.route(body.model, len(prompt_ids), body.max_tokens, timings, prompt_param="prompt")
+        body.check_min_tokens(decision.max_tokens)
         request = self.path.engine_request(body.model, decision, prompt_ids, body.engine_sampling(), body.logprobs)
         if body.echo:
             request.echo = True

@@ -156,3 +156,24 @@ def test_the_engine_request_model_refusing_is_a_400_not_a_500(ingress):
     with pytest.raises(APIError) as refusal:
         path.engine_request(IL25, decision, [5, 6, 7], {"stream": False, "stream_options": {"include_usage": True}})
     assert refusal.value.code == ErrorCode.ENGINE_REJECTED and "Stream options" in refusal.value.message
+
+
+def test_several_choices_need_sampling(client):
+    refused(client.post("/v1/chat/completions", json={"model": IL25, "messages": MESSAGES, "n": 2, "temperature": 0}),
+            ErrorCode.INVALID_PARAMETER_COMBINATION, "n")
+
+
+@pytest.mark.parametrize("stop", ["", ["a", ""]])
+def test_empty_stop_strings(client, document, stop):
+    refused(client.post("/v1/completions", json={"model": IL25, "prompt": "hi", "stop": stop}),
+            ErrorCode.INVALID_REQUEST, "stop")
+    response = client.post(f"/v1/documents/{document}/ask", json={"question": "Who?", "stop": stop})
+    assert response.status_code == 422 and response.json()["error"]["param"].startswith("stop")
+
+
+@pytest.mark.parametrize("body, budget", [({"max_tokens": 4}, 4), ({}, 64)])
+def test_min_tokens_over_the_budget(client, body, budget):
+    # Without max_tokens the budget is the model's default_max_tokens (64 in the demo).
+    error = refused(client.post("/v1/completions", json={"model": IL25, "prompt": "hi", "min_tokens": 65, **body}),
+                    ErrorCode.INVALID_PARAMETER_COMBINATION, "min_tokens")
+    assert f"max_tokens of {budget}" in error["message"]
