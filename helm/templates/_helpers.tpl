@@ -431,3 +431,24 @@ externalStorageNamespace: {{ . | quote }}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The operator's deep-thinking prompt files (values thinkingPrompts), on every Ray pod. */}}
+{{- define "longctx.thinkingVolume" -}}
+{{- with .Values.thinkingPrompts }}
+{{- if .configMap }}
+- name: thinking-prompts
+  configMap: {name: {{ .configMap }}}
+{{- else if .secret }}
+- name: thinking-prompts
+  secret: {secretName: {{ .secret }}}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "longctx.thinkingMount" -}}
+{{- with .Values.thinkingPrompts }}
+{{- if or .configMap .secret }}
+- {name: thinking-prompts, mountPath: {{ .mountPath }}, readOnly: true}
+{{- end }}
+{{- end }}
+{{- end -}}
