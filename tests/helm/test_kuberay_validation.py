@@ -13,7 +13,9 @@ import subprocess
 import tarfile
 from io import BytesIO
 
+import jsonschema
 import pytest
+import yaml
 
 from tests.helm import kuberay_validation as kuberay
 from tests.helm.rendering import CASES, GPU_PROFILES, PROFILE_CASES, REPO, helm, profile_values, render, the
@@ -30,6 +32,24 @@ def test_values_files_pass_kuberays_validation(values, case, rendered):
 @pytest.mark.parametrize("profile", PROFILE_CASES)
 def test_every_gpu_profile_renders_alone_and_passes_kuberays_validation(profile, rendered_profiles):
     kuberay.check(the(rendered_profiles[profile], "RayService"))
+
+
+@pytest.fixture(scope="module")
+def strict_crd_schema():
+    from tests.helm.test_chart import CRD, _strict  # the CRD copy and its strict form, as test_chart uses them
+
+    if not CRD.is_file():
+        pytest.skip(f"KubeRay CRD copy absent at {CRD}")
+    crd = yaml.safe_load(CRD.read_text())
+    return _strict(next(v for v in crd["spec"]["versions"] if v["name"] == "v1")["schema"]["openAPIV3Schema"])
+
+
+def test_profiles_and_the_incremental_upgrade_match_the_crd(chart, rendered_profiles, strict_crd_schema):
+    incremental = render(chart, {"upgradeStrategy": "NewClusterWithIncrementalUpgrade",
+                                 "clusterUpgradeOptions": {"gatewayClassName": "istio"}})
+    validator = jsonschema.validators.validator_for(strict_crd_schema)(strict_crd_schema)  # schema checked once
+    for docs in [incremental, *rendered_profiles.values()]:
+        validator.validate({k: v for k, v in the(docs, "RayService").items() if k != "__template"})
 
 
 def test_a_long_release_name_still_gives_a_name_kuberay_accepts(chart):
