@@ -116,6 +116,17 @@ def cluster_upgrade_options(rs: dict) -> list[str]:
     return []
 
 
+def raycluster_upgrade_strategy(rs: dict) -> list[str]:
+    """validation.go ValidateRayClusterUpgradeOptions (the RayCluster controller, on the cluster
+    KubeRay creates from rayClusterConfig): a RayCluster created by a RayService takes no
+    upgradeStrategy of its own; the RayService's spec.upgradeStrategy is the one."""
+    strategy = spec.cluster_of(rs).get("upgradeStrategy") or {}
+    if strategy.get("type") is not None:
+        return ["upgradeStrategy cannot be set when RayCluster is created by RayService "
+                "(set spec.upgradeStrategy instead)"]
+    return []
+
+
 def serve_service_ports(rs: dict) -> list[str]:
     """common/service.go BuildServeService (RayService): without a head container port named
     `serve` (or `serve-*`) and without spec.serveService, no serve Service is built; of a
@@ -161,6 +172,7 @@ RULES: tuple[spec.Rule, ...] = (
     upgrade_strategy_type,
     deletion_delay,
     cluster_upgrade_options,
+    raycluster_upgrade_strategy,
     cluster_rules.worker_group_names,
     cluster_rules.gcs_ft_redis_address,
     serve_service_ports,

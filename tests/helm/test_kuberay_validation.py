@@ -172,6 +172,7 @@ BAD_SPECS = {
     "upgrade_strategy_type": lambda rs: rs["spec"].update(upgradeStrategy={"type": "InPlace"}),
     "deletion_delay": lambda rs: rs["spec"].update(rayClusterDeletionDelaySeconds=-1),
     "cluster_upgrade_options": lambda rs: _incremental(rs, gatewayClassName=""),
+    "raycluster_upgrade_strategy": lambda rs: _cluster(rs).update(upgradeStrategy={"type": "Recreate"}),
     "worker_group_names": lambda rs: _worker(rs).update(groupName="g" * 64),
     "gcs_ft_redis_address": lambda rs: _ft(rs, redisAddress=""),
     "serve_service_ports": lambda rs: rs["spec"]["serveService"]["spec"]["ports"].append({"name": "http", "port": 80}),
