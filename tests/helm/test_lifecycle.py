@@ -227,6 +227,10 @@ def test_the_default_gpu_is_a_values_key_and_notes_say_so(chart):
     notes = next(v for k, v in chart.render(profile_values("h200-1gpu"), name="lc", namespace="llm").items()
                  if k.endswith("NOTES.txt"))
     assert "Pools without accelerator_type (il25-short, il25-long) run on defaultAccelerator H200 nodes" in notes
+    # Its two engines share one GPU; Kubernetes pods still take whole GPUs, and NOTES says so.
+    assert "Pools il25-short, il25-long share GPUs" in notes
+    default_notes = next(v for k, v in chart.render({}, name="lc", namespace="llm").items() if k.endswith("NOTES.txt"))
+    assert "accelerator_type" not in default_notes and "share GPUs" not in default_notes
 
 
 def test_a_default_gpu_smaller_than_the_profile_was_planned_for_fails(chart):
