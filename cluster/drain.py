@@ -37,6 +37,9 @@ logger = logging.getLogger("longctx.drain")
 SERVE_REPLICA_CLASS_PREFIX = "ServeReplica:"
 DRAINED = "DRAINED"
 POLL_S = 1.0
+# Looks that fail one after another (about as many seconds): this node's own
+# raylet, which the command's driver talks through, has gone with the drain.
+LOOK_FAILURES_MEAN_GONE = 5
 
 
 class DrainRefused(RuntimeError):
@@ -114,7 +117,17 @@ def _controller_node() -> str | None:
     return None
 
 
+def node_alive(node_id: str) -> bool:
+    import ray
+
+    return any(n["NodeID"] == node_id and n["Alive"] for n in ray.nodes())
+
+
 def node_work(node_id: str) -> NodeWork:
+    # Ray retires a drained node once nothing runs there (the GCS then reports
+    # it dead, with the drain's reason): nothing of Serve's is left on it.
+    if not node_alive(node_id):
+        return NodeWork(replicas=(), proxy=None)
     return NodeWork(replicas=serve_replicas_on(node_id), proxy=serve_proxy_on(node_id))
 
 
@@ -124,8 +137,20 @@ def wait_until_drained(node_id: str, deadline_s: float, *, look: Callable[[str],
     """Poll the node until nothing of Serve's runs there or the deadline passes; the last look."""
     end = clock() + deadline_s
     last = None
+    failures = 0
     while True:
-        work = look(node_id)
+        try:
+            work = look(node_id)
+            failures = 0
+        except Exception:  # the GCS briefly unreachable, or this node's raylet gone after its drain
+            failures += 1
+            logger.warning("could not look at node %s (%d in a row)", node_id, failures, exc_info=True)
+            if failures >= LOOK_FAILURES_MEAN_GONE:
+                return NodeWork(replicas=(), proxy=None)
+            sleep(min(poll_s, max(0.0, end - clock())))
+            if clock() >= end:
+                return last or NodeWork(replicas=("unknown",), proxy=None)
+            continue
         if work != last:
             logger.info("%s", work.describe())
             last = work

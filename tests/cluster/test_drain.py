@@ -44,6 +44,17 @@ def test_the_wait_ends_when_the_node_is_empty():
     assert work.done and clock.now == 2
 
 
+def test_a_node_that_cannot_be_looked_at_any_more_is_gone():
+    """The raylet the command talks through retires with the drain: repeated failures end the wait."""
+    clock = _Clock()
+
+    def look(node):
+        raise ConnectionError("raylet gone")
+
+    work = wait_until_drained("n", 60, look=look, poll_s=1, clock=clock, sleep=clock.sleep)
+    assert work.done and clock.now < 10
+
+
 def test_the_wait_gives_up_at_the_deadline():
     clock = _Clock()
     busy = NodeWork(replicas=("ServeReplica:longctx:pool-a",), proxy="DRAINING")
@@ -77,7 +88,9 @@ def test_ray_drains_a_node_without_serve_at_once(local_ray):
     from cluster.drain import drain_node
 
     # The only node: nothing of Serve's runs there, so it counts as drained as soon as Ray accepts.
-    assert drain_node(None, 30, "test") == 0
-    (node,) = [n for n in ray.nodes() if n["Alive"]]
-    assert node["NodeID"] == ray.get_runtime_context().get_node_id()
+    me = ray.get_runtime_context().get_node_id()
+    assert drain_node(None, 30, "drained by test_drain") == 0
+    # The GCS holds the drain, with its reason, for the node.
+    (node,) = [n for n in ray.nodes() if n["NodeID"] == me]
+    assert node["DeathReasonMessage"] == "drained by test_drain"
 

@@ -165,6 +165,7 @@ def test_a_drained_node_finishes_its_long_request_while_new_ones_go_elsewhere(tw
             "the long request did not run to its max_tokens"
 
         output, _ = drain.communicate(timeout=deadline_s)
+        print(output)  # the command's own account: when the node drained, and how long it took
         assert drain.returncode == 0, output
         assert "drained" in output
         assert worker_id not in replicas_by_node().values()
