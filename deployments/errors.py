@@ -153,6 +153,14 @@ def combination_error(param: str, rule: str) -> PydanticCustomError:
                                {"param": param, "rule": rule})
 
 
+def encoding_error(param: str, position: int) -> PydanticCustomError:
+    """A request-model validator's refusal of a string no UTF-8 text holds (a
+    lone surrogate): answered 415 ``invalid_encoding`` naming ``param``."""
+    return PydanticCustomError(ErrorCode.INVALID_ENCODING.value,
+                               "{param}: not valid Unicode text (a lone surrogate at position {position})",
+                               {"param": param, "position": position})
+
+
 def validation_error(errors: list[dict]) -> APIError:
     """The answer to a body that failed its request model (pydantic's ``errors()``).
 
@@ -166,10 +174,9 @@ def validation_error(errors: list[dict]) -> APIError:
             where = f" (at position {err['loc'][-1]})" if len(err.get("loc", ())) > 1 else ""
             return APIError(ErrorCode.INVALID_BODY, f"request body is not valid JSON: {reason}{where}")
     for err in errors:
-        if err.get("type") == ErrorCode.INVALID_PARAMETER_COMBINATION:
+        if err.get("type") in (ErrorCode.INVALID_PARAMETER_COMBINATION, ErrorCode.INVALID_ENCODING):
             ctx = err.get("ctx") or {}
-            return APIError(ErrorCode.INVALID_PARAMETER_COMBINATION, f"invalid request: {err.get('msg')}",
-                            param=ctx.get("param"))
+            return APIError(ErrorCode(err["type"]), f"invalid request: {err.get('msg')}", param=ctx.get("param") or None)
     parts: dict[str, None] = {}
     param = None
     for err in errors:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deployments.errors import APIError, ErrorCode, combination_error
+from deployments.errors import APIError, ErrorCode, combination_error, encoding_error
 
 # vLLM samples greedily below this temperature (vllm.sampling_params._SAMPLING_EPS).
 GREEDY_BELOW = 1e-5
@@ -22,16 +22,51 @@ GREEDY_BELOW = 1e-5
 StopString = Annotated[str, Field(min_length=1)]
 
 
-class _Body(BaseModel):
+class RequestBody(BaseModel):
+    """A request body: unknown fields refused, every string encodable.
+
+    JSON may escape a lone UTF-16 surrogate (``"\\ud800"``), which Python's
+    parser accepts but no UTF-8 text holds: the tokenizer (or vLLM's
+    serializer) would fail on it as a 500. Refused here as 415
+    ``invalid_encoding``, as a body that is not UTF-8 is.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _encodable(cls, data):
+        found = _lone_surrogate(data, ())
+        if found is not None:
+            where, position = found
+            raise encoding_error(where, position)
+        return data
 
-class ContentPart(_Body):
+
+def _lone_surrogate(value, path: tuple) -> tuple[str, int] | None:
+    """The field path and position of the first string with a lone surrogate, or None."""
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return ".".join(map(str, path)), exc.start
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _lone_surrogate(item, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
+class ContentPart(RequestBody):
     type: Literal["text"]
     text: str
 
 
-class ChatMessage(_Body):
+class ChatMessage(RequestBody):
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -44,12 +79,12 @@ class ChatMessage(_Body):
         return "".join(part.text for part in self.content)
 
 
-class StreamOptions(_Body):
+class StreamOptions(RequestBody):
     include_usage: bool = False
     continuous_usage_stats: bool = False
 
 
-class SamplingFields(_Body):
+class SamplingFields(RequestBody):
     """Fields shared by chat and completions, with OpenAI's ranges."""
 
     model: str = Field(description="Served model name (see GET /v1/models).")

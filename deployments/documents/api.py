@@ -41,7 +41,7 @@ from deployments.responses import BODY_ERRORS, ENGINE_ERRORS, ChatCompletion, an
 from deployments.dispatch.keepalive import requested_heartbeat
 from deployments.dispatch.request_path import RequestPath, ServerTimings
 from deployments.routing.bands import NoPoolFits
-from deployments.schemas import StopString, StreamOptions
+from deployments.schemas import RequestBody, StopString, StreamOptions
 
 
 class UploadBody(BaseModel):
@@ -54,9 +54,7 @@ class UploadBody(BaseModel):
                        "will reach, in the background (as POST /v1/documents/{id}/warm).")
 
 
-class AskBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AskBody(RequestBody):
     question: str | None = Field(default=None, min_length=1)
     questions: list[str] | None = Field(default=None, min_length=1)
     model: str | None = Field(default=None, description="Default: the first model the document was counted for.")
@@ -332,7 +330,9 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {
     }},
 }}}
 STORE_ERRORS = (ErrorCode.STORE_UNAVAILABLE,)
-FOUND_ERRORS = (ErrorCode.INVALID_REQUEST, ErrorCode.DOCUMENT_NOT_FOUND, *STORE_ERRORS)
+# A document id holding a `/` makes another path: no route, or one without this method.
+FOUND_ERRORS = (ErrorCode.INVALID_REQUEST, ErrorCode.DOCUMENT_NOT_FOUND, ErrorCode.NOT_FOUND,
+                ErrorCode.METHOD_NOT_ALLOWED, *STORE_ERRORS)
 
 
 def document_routes(service: DocumentService) -> APIRouter:

@@ -7,6 +7,8 @@ pool is attached, so a refusal here is made before any engine is involved.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -177,3 +179,48 @@ def test_min_tokens_over_the_budget(client, body, budget):
     error = refused(client.post("/v1/completions", json={"model": IL25, "prompt": "hi", "min_tokens": 65, **body}),
                     ErrorCode.INVALID_PARAMETER_COMBINATION, "min_tokens")
     assert f"max_tokens of {budget}" in error["message"]
+
+
+def test_the_openapi_document_describes_every_answer(client):
+    document = client.get("/openapi.json").json()
+    routes = {(method.upper(), path) for path, ops in document["paths"].items() for method in ops}
+    assert {("POST", "/v1/chat/completions"), ("POST", "/v1/completions"), ("GET", "/v1/models"),
+            ("POST", "/v1/documents"), ("POST", "/v1/documents/{doc_id}/ask")} <= routes
+    upload = document["paths"]["/v1/documents"]["post"]
+    assert {"application/json", "multipart/form-data"} <= set(upload["requestBody"]["content"])
+    chat = document["paths"]["/v1/chat/completions"]["post"]["responses"]
+    assert {"application/json", "text/event-stream"} <= set(chat["200"]["content"])
+    documented = set()
+    for path, ops in document["paths"].items():
+        for method, op in ops.items():
+            for status, answer in op["responses"].items():
+                if int(status) >= 400:
+                    error = answer["content"]["application/json"]["schema"]["properties"]["error"]
+                    codes = error["properties"]["code"]["enum"]
+                    assert codes and all(ErrorCode(c).status == int(status) for c in codes), (method, path, status)
+                    documented.update(codes)
+    # Every code but the ingress's own fault is documented on some route.
+    assert documented == {c.value for c in ErrorCode} - {ErrorCode.INTERNAL_ERROR}
+    # FastAPI's own validation-error body (`detail`) is never documented: the API answers its own.
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+@pytest.mark.parametrize("path, body, param", [
+    ("/v1/chat/completions", {"model": IL25, "messages": [{"role": "user", "content": "a\ud800"}]}, "messages.0.content"),
+    ("/v1/chat/completions", {"model": IL25, "messages": [{"role": "user", "content": [{"type": "text", "text": "\udfff"}]}]},
+     "messages.0.content.0.text"),
+    ("/v1/completions", {"model": IL25, "prompt": "\ud800"}, "prompt"),
+    ("/v1/completions", {"model": IL25, "prompt": "hi", "stop": ["\ud800"]}, "stop.0"),
+])
+def test_lone_surrogates_are_refused(client, path, body, param):
+    # json.dumps escapes them (\\ud800), which JSON allows and Python's parser accepts;
+    # the tokenizer failed on them (a 500).
+    response = client.post(path, content=json.dumps(body), headers={"content-type": "application/json"})
+    error = refused(response, ErrorCode.INVALID_ENCODING, param)
+    assert "lone surrogate" in error["message"]
+
+
+def test_lone_surrogates_in_a_question(client, document):
+    response = client.post(f"/v1/documents/{document}/ask", content=json.dumps({"question": "\ud800?"}),
+                           headers={"content-type": "application/json"})
+    refused(response, ErrorCode.INVALID_ENCODING, "question")
