@@ -13,6 +13,7 @@ import time
 import pytest
 
 from tests.e2e.helpers import engine_counter, pool_in_flight, settled
+from deployments.errors import ErrorCode
 
 pytestmark = pytest.mark.e2e
 
@@ -87,17 +88,17 @@ def test_warm_an_uploaded_document_on_the_replica_its_questions_reach(http):
 
 def test_warm_errors(http):
     missing = http.post("/v1/documents/doc-000000000000000000000000/warm")
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "document_not_found"
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == ErrorCode.DOCUMENT_NOT_FOUND
     # ~10.9k tokens: past every il25 pool, inside il3-long.
     doc = http.post("/v1/documents", json={"text": _text(2300, 3)}).json()
     assert set(doc["tokens"]) == {IL3}
     too_large = http.post(f"/v1/documents/{doc['id']}/warm", json={"model": IL25})
     assert too_large.status_code == 413, too_large.text
     error = too_large.json()["error"]
-    assert error["code"] == "document_too_large" and error["type"] == "request_too_large"
+    assert error["code"] == ErrorCode.DOCUMENT_TOO_LARGE and error["type"] == "request_too_large"
     assert http.get(f"/v1/documents/{doc['id']}").json()["warm"] is None
     unknown = http.post(f"/v1/documents/{doc['id']}/warm", json={"model": "nope"})
-    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == ErrorCode.MODEL_NOT_FOUND
     typo = http.post(f"/v1/documents/{doc['id']}/warm", json={"modle": IL3})
     assert typo.status_code == 422 and "modle" in typo.json()["error"]["message"]
     bad_flag = http.post("/v1/documents", json={"text": "x", "warm": "soon"})

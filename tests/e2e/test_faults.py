@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.e2e.helpers import wait_until
+from deployments.errors import ErrorCode
 
 pytestmark = [pytest.mark.e2e, pytest.mark.disruptive]
 
@@ -76,7 +77,7 @@ def test_engine_replica_killed_mid_stream(cluster, http):
             "model": IL3, "messages": [{"role": "user", "content": "back?"}], "max_tokens": 2})
         assert response.status_code in (200, 503), response.text
         if response.status_code == 503:
-            assert response.json()["error"]["code"] == "pool_unavailable"
+            assert response.json()["error"]["code"] == ErrorCode.POOL_UNAVAILABLE
         return response.status_code == 200
 
     wait_until(pool_serves, 300, f"pool {pool} to serve again after its replica was killed")
@@ -106,7 +107,7 @@ def test_engine_death_inside_a_live_replica_is_503_until_serve_replaces_it(clust
     first = http.post("/v1/chat/completions", json=body)
     assert first.status_code == 503, first.text
     error = first.json()["error"]
-    assert error["code"] == "engine_failed" and pool in error["message"] and "EngineDeadError" in error["message"]
+    assert error["code"] == ErrorCode.ENGINE_FAILED and pool in error["message"] and "EngineDeadError" in error["message"]
     assert int(first.headers["retry-after"]) > 0
 
     # Other pools are untouched; this one answers 503 (never a 500) until Serve

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.helpers import (
+from deployments.errors import ErrorCode
     engine_generation_tokens,
     engine_requests_in_progress,
     pool_in_flight,
@@ -50,7 +51,7 @@ def test_full_long_pool_answers_429_and_disconnects_free_the_engine(cluster, htt
         assert refused.status_code == 429
         assert refused.headers["retry-after"] == str(long_pool.admission.retry_after_s)
         error = refused.json()["error"]
-        assert error["code"] == "pool_overloaded" and f"limit of {limit}" in error["message"]
+        assert error["code"] == ErrorCode.POOL_OVERLOADED and f"limit of {limit}" in error["message"]
         # Other pools are unaffected while this one is full.
         other = http.post("/v1/chat/completions", json={
             "model": IL25, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})

@@ -9,6 +9,7 @@ import openai
 import pytest
 
 from deployments.tokens import PromptTokenizer
+from deployments.errors import ErrorCode
 
 pytestmark = pytest.mark.e2e
 
@@ -140,7 +141,7 @@ def test_over_every_band_is_413_with_count_and_limit(http, cluster, il25_tokeniz
     assert response.status_code == 413
     assert "x-pool" not in response.headers  # refused before any pool was chosen
     error = response.json()["error"]
-    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    assert error["code"] == ErrorCode.CONTEXT_LENGTH_EXCEEDED and error["param"] == "messages"
     assert f"{limit + 1} tokens" in error["message"] and f"limit of {limit}" in error["message"]
 
 
@@ -149,7 +150,7 @@ def test_completion_over_every_band_names_the_prompt(http, cluster):
     response = http.post("/v1/completions", json={"model": IL25, "prompt": [5] * limit, "max_tokens": 1})
     assert response.status_code == 413
     error = response.json()["error"]
-    assert error["code"] == "context_length_exceeded" and error["param"] == "prompt"
+    assert error["code"] == ErrorCode.CONTEXT_LENGTH_EXCEEDED and error["param"] == "prompt"
     assert f"{limit + 1} tokens ({limit} prompt + 1 max_tokens)" in error["message"]
 
 
@@ -215,7 +216,7 @@ def test_thinking_mode_adds_the_configured_system_prompt(openai_client, http, cl
     refused = http.post("/v1/chat/completions",
                         json={"model": IL25, "messages": messages, "thinking": True})
     error = refused.json()["error"]
-    assert refused.status_code == 400 and error["code"] == "thinking_not_configured" and error["param"] == "thinking"
+    assert refused.status_code == 400 and error["code"] == ErrorCode.THINKING_NOT_CONFIGURED and error["param"] == "thinking"
     assert f"models.{IL25}.thinking_system_prompt_file" in error["message"]
 
 

@@ -18,6 +18,7 @@ from cluster.config import load_config, profile_path
 from deployments.ingress.http import create_app
 from deployments.ingress.service import Ingress
 from deployments.replica_tag import ReplicaTag
+from deployments.errors import ErrorCode
 
 IL25 = "internlm2_5-7b-chat-1m"
 POOL = "il25-long"
@@ -129,7 +130,7 @@ def test_timeout_after_commit_is_an_sse_error_event_then_done(beating):
     events = [block for block in response.text.split("\n\n") if block.startswith("data: ")]
     assert events[-1] == "data: [DONE]"
     error = json.loads(events[-2].removeprefix("data: "))["error"]
-    assert error["code"] == "timeout" and error["type"] == "server_error" and "message" in error
+    assert error["code"] == ErrorCode.TIMEOUT and error["type"] == "server_error" and "message" in error
     assert handle.streams[-1].cancelled
 
 
@@ -138,7 +139,7 @@ def test_engine_failure_after_commit_is_an_sse_error_event(beating):
     handle.delay_s, handle.fail = 0.3, True
     response = _post(client, stream=True)
     events = [block for block in response.text.split("\n\n") if block.startswith("data: ")]
-    assert json.loads(events[0].removeprefix("data: "))["error"]["code"] == "engine_failed"
+    assert json.loads(events[0].removeprefix("data: "))["error"]["code"] == ErrorCode.ENGINE_FAILED
     assert events[-1] == "data: [DONE]"
 
 
@@ -164,7 +165,7 @@ def test_nonstream_error_after_commit_is_an_error_body(beating):
     handle.delay_s = 5
     response = _post(client, stream=False)
     assert response.status_code == 200
-    assert response.json()["error"]["code"] == "timeout"
+    assert response.json()["error"]["code"] == ErrorCode.TIMEOUT
 
 
 def test_heartbeat_off_waits_and_keeps_errors_as_status(demo_models, tmp_path):
@@ -173,7 +174,7 @@ def test_heartbeat_off_waits_and_keeps_errors_as_status(demo_models, tmp_path):
     handle.delay_s = 2
     response = _post(client, stream=True)
     assert response.status_code == 504
-    assert response.json()["error"]["code"] == "timeout"
+    assert response.json()["error"]["code"] == ErrorCode.TIMEOUT
 
 
 def test_nonstream_keepalive_is_off_by_default(demo_models, tmp_path):
@@ -220,7 +221,7 @@ def test_off_header_keeps_errors_as_status(beating):
     client, handle = beating
     handle.delay_s = 5  # past the pool's request_timeout_s of 2 s
     response = _post_with(client, "off")
-    assert response.status_code == 504 and response.json()["error"]["code"] == "timeout"
+    assert response.status_code == 504 and response.json()["error"]["code"] == ErrorCode.TIMEOUT
 
 
 @pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions", "/v1/documents/doc-none/ask"])
@@ -234,6 +235,6 @@ def test_invalid_heartbeat_header_is_a_400_before_any_engine_call(beating, path)
     response = client.post(path, headers={"x-stream-heartbeat": "sometimes"}, json={k: body[k] for k in keys})
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error["param"] == "x-stream-heartbeat" and error["code"] == "invalid_header"
+    assert error["param"] == "x-stream-heartbeat" and error["code"] == ErrorCode.INVALID_HEADER
     assert "comment, blank, off" in error["message"]
     assert handle.streams == []

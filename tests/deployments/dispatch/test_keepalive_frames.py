@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.config import load_config, profile_path
-from deployments.errors import APIError
+from deployments.errors import APIError, ErrorCode
 from deployments.dispatch.keepalive import (
     HEARTBEAT_HEADER,
     STREAM_FRAMES,
@@ -54,7 +54,7 @@ def test_invalid_header_is_a_400_naming_the_header_and_its_values(value):
         heartbeat_choice(value)
     body = caught.value.body()["error"]
     assert caught.value.status_code == 400
-    assert body["param"] == HEARTBEAT_HEADER and body["code"] == "invalid_header"
+    assert body["param"] == HEARTBEAT_HEADER and body["code"] == ErrorCode.INVALID_HEADER
     assert all(word in body["message"] for word in (HEARTBEAT_HEADER, "comment", "blank", "off"))
 
 

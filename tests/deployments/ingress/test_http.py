@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from cluster.config import load_config, profile_path
 from deployments.ingress.http import create_app
 from deployments.ingress.service import Ingress
+from deployments.errors import ErrorCode
 
 KEY = "sk-test-123"
 IL25 = "internlm2_5-7b-chat-1m"
@@ -38,7 +39,7 @@ def test_missing_or_wrong_key_is_401_json(client):
         response = client.get("/v1/models", headers=headers)
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
-        assert response.json()["error"]["code"] == "invalid_api_key"
+        assert response.json()["error"]["code"] == ErrorCode.INVALID_API_KEY
         assert "nope" not in response.text
 
 
@@ -59,7 +60,7 @@ def test_chunked_body_over_limit_is_413_while_streaming(client):
     response = client.post("/v1/chat/completions", content=chunks,
                            headers={"content-type": "application/json"})
     assert response.status_code == 413
-    assert response.json()["error"]["code"] == "body_too_large"
+    assert response.json()["error"]["code"] == ErrorCode.BODY_TOO_LARGE
 
 
 def test_non_utf8_body_is_415(client):
