@@ -16,17 +16,15 @@ from tests.helm import kuberay_spec as spec
 
 def group_containers(rs: dict) -> list[str]:
     """validation.go ValidateRayClusterSpec: the head group and every worker group have a container."""
-    errs = [] if spec.containers(spec.cluster_of(rs)["headGroupSpec"]) else ["headGroupSpec should have at least one container"]
-    return errs + [f"workerGroupSpec {g.get('groupName')} should have at least one container"
-                   for g in spec.workers(rs) if not spec.containers(g)]
+    return [f"{'headGroupSpec' if name == 'Head' else f'workerGroupSpec {name}'} should have at least one container"
+            for name, group in spec.groups(rs) if not spec.containers(group)]
 
 
 def group_resources(rs: dict) -> list[str]:
     """validation.go validateRayGroupResources: a group sets Ray resources in rayStartParams (num-cpus,
     num-gpus, memory, resources) or in its `resources` field, not both."""
-    groups = [("Head", spec.cluster_of(rs)["headGroupSpec"])] + [(g.get("groupName"), g) for g in spec.workers(rs)]
     errs = []
-    for name, group in groups:
+    for name, group in spec.groups(rs):
         params = group.get("rayStartParams") or {}
         if any(params.get(k) for k in ("num-cpus", "num-gpus", "memory", "resources")) and group.get("resources"):
             errs.append(f"resource fields should not be set in both rayStartParams and Resources for {name} group")
@@ -36,9 +34,8 @@ def group_resources(rs: dict) -> list[str]:
 def group_labels(rs: dict) -> list[str]:
     """validation.go validateRayGroupLabels: no rayStartParams['labels']; the group's `labels` are valid
     Kubernetes label keys (IsQualifiedName) and values (IsValidLabelValue)."""
-    groups = [("Head", spec.cluster_of(rs)["headGroupSpec"])] + [(g.get("groupName"), g) for g in spec.workers(rs)]
     errs = []
-    for name, group in groups:
+    for name, group in spec.groups(rs):
         if "labels" in (group.get("rayStartParams") or {}):
             errs.append(f"rayStartParams['labels'] is not supported for {name} group")
         for key, value in (group.get("labels") or {}).items():

@@ -42,6 +42,11 @@ def workers(rs: dict) -> list[dict]:
     return cluster_of(rs).get("workerGroupSpecs") or []
 
 
+def groups(rs: dict) -> list[tuple[str, dict]]:
+    """(name, group) of the head ("Head", as KubeRay's messages call it) and of every worker group."""
+    return [("Head", cluster_of(rs)["headGroupSpec"])] + [(g.get("groupName", ""), g) for g in workers(rs)]
+
+
 def containers(group: dict) -> list[dict]:
     """A group's pod template containers."""
     return ((group.get("template") or {}).get("spec") or {}).get("containers") or []
