@@ -119,7 +119,9 @@ cluster.config.apply_override does. */}}
 {{- end -}}
 {{- end -}}
 
-{{- define "longctx.isServeOptionOverride" -}}{{- if regexMatch (include "longctx.serveOptionOverridePattern" .) . -}}true{{- end -}}
+{{- define "longctx.isServeOptionOverride" -}}
+{{- if regexMatch (include "longctx.serveOptionOverridePattern" .) . -}}true{{- end -}}
+{{- end -}}
 
 {{/* A model path as the app will see it: ${VAR:-default} -> default, ${VAR} -> ""
 (the pods set none of the profile's variables), like cluster.config._expand_env. */}}
