@@ -79,3 +79,16 @@ class StoreUnavailable(DocumentStoreError):
     this may follow a put whose script did run; see ``put``."""
 
     http_status = 503
+
+
+class StoreOutOfMemory(StoreUnavailable):
+    """The backend refused a write for lack of memory (Redis at ``maxmemory``
+    with ``noeviction``). Nothing was written; the store is full in the
+    backend's terms rather than in the configured limits, so the answer is
+    the store's 503 and the message names the setting that prevents it."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"document store is out of memory ({detail}); set documents.store.limits.max_total_bytes "
+            "below the backend's memory limit so uploads are refused with 413 first"
+        )

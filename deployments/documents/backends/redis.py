@@ -33,7 +33,9 @@ from deployments.documents.backends.common import (
     check_layout, check_page_size, check_store_capacity, check_token_ids, check_warm, merge_counts, prepare,
     prepare_token_ids,
 )
-from deployments.documents.errors import DocumentStoreError, DuplicateDocument, StoreFull, StoreUnavailable
+from deployments.documents.errors import (
+    DocumentStoreError, DuplicateDocument, StoreFull, StoreOutOfMemory, StoreUnavailable,
+)
 from deployments.documents.records import (
     ANY_OWNER, DOCUMENT_ID, AnyOwner, Document, DocumentMeta, Page, WarmState, decode_cursor, encode_cursor,
 )
@@ -45,7 +47,12 @@ from deployments.documents.records import (
 #
 # ARGV[10] is the number of token-id arguments (layout, ids pairs) that follow
 # it; the metadata hash fields come after those.
-_PUT = """
+#
+# The writing scripts start with a `#!lua` shebang (Redis 7+): a flagged
+# script without `allow-oom` is refused whole at `maxmemory`, where an
+# unflagged one runs and grows Redis past its limit. Deletes stay unflagged
+# so a full store can still be emptied.
+_PUT = """#!lua
 local meta, text, index, count, total_bytes, ids = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local n_ids = tonumber(ARGV[10])
 if redis.call('EXISTS', meta) == 1 then
@@ -96,7 +103,7 @@ return 1
 
 # The owner check and the write in one script, so a concurrent delete cannot
 # land between them and leave ids without a document.
-_PUT_TOKEN_IDS = """
+_PUT_TOKEN_IDS = """#!lua
 local o = redis.call('HMGET', KEYS[1], 'owner', 'id')
 if not o[2] then return 0 end
 if not ((ARGV[1] == '1' and o[1] == ARGV[2]) or (ARGV[1] == '0' and not o[1])) then return 0 end
@@ -104,7 +111,7 @@ redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 return 1
 """
 
-_UPDATE = """
+_UPDATE = """#!lua
 local o = redis.call('HMGET', KEYS[1], 'owner', 'created')
 if not o[2] then return {} end
 if not ((ARGV[1] == '1' and o[1] == ARGV[2]) or (ARGV[1] == '0' and not o[1])) then return {} end
@@ -226,6 +233,10 @@ class RedisDocumentStore:
             yield
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise StoreUnavailable(f"Redis document store: {e}") from e
+        except redis.OutOfMemoryError as e:
+            # Redis refuses writes at maxmemory (the chart runs it with
+            # noeviction, so documents are never dropped): a full store, not a fault.
+            raise StoreOutOfMemory(f"Redis: {e}") from e
         except redis.RedisError as e:
             raise DocumentStoreError(f"Redis document store: {e}") from e
 
