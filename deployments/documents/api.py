@@ -118,6 +118,14 @@ def _store_error(exc: DocumentStoreError) -> APIError:
     return APIError(code, str(exc))
 
 
+async def _stored(call, *args):
+    """A store read in a thread; its refusals (the backend unreachable) in the API's vocabulary."""
+    try:
+        return await asyncio.to_thread(call, *args)
+    except DocumentStoreError as exc:
+        raise _store_error(exc) from None
+
+
 def _meta_view(meta: DocumentMeta) -> dict[str, Any]:
     view = meta.model_dump(exclude={"owner"})
     view["object"] = "document"
@@ -242,7 +250,7 @@ class DocumentService:
                 "next_cursor": page.next_cursor, "has_more": page.next_cursor is not None}
 
     async def _meta(self, request: Request, doc_id: str) -> DocumentMeta:
-        meta = await asyncio.to_thread(self._store.get_meta, doc_id, request.state.principal)
+        meta = await _stored(self._store.get_meta, doc_id, request.state.principal)
         if meta is None:
             raise APIError(ErrorCode.DOCUMENT_NOT_FOUND, f"document {doc_id} does not exist", param="id")
         return meta
@@ -251,7 +259,7 @@ class DocumentService:
         return _meta_view(await self._meta(request, doc_id))
 
     async def delete(self, request: Request, doc_id: str) -> dict:
-        if not await asyncio.to_thread(self._store.delete, doc_id, request.state.principal):
+        if not await _stored(self._store.delete, doc_id, request.state.principal):
             raise APIError(ErrorCode.DOCUMENT_NOT_FOUND, f"document {doc_id} does not exist", param="id")
         return {"id": doc_id, "object": "document", "deleted": True}
 
@@ -300,10 +308,10 @@ class DocumentService:
         """The stored prefix ids; counted now (once) if the upload skipped this model."""
         owner = request.state.principal
         layout_key = self._layout_keys[model]
-        blob = await asyncio.to_thread(self._store.get_token_ids, meta.id, owner, layout_key)
+        blob = await _stored(self._store.get_token_ids, meta.id, owner, layout_key)
         if blob is not None:
             return decode_ids(blob)
-        doc = await asyncio.to_thread(self._store.get, meta.id, owner)
+        doc = await _stored(self._store.get, meta.id, owner)
         if doc is None:
             raise APIError(ErrorCode.DOCUMENT_NOT_FOUND, f"document {meta.id} does not exist", param="id")
         ids = await asyncio.to_thread(self._layout.prefix_ids, self._path.tokenizers[model], doc.text)
