@@ -1,5 +1,8 @@
 """A cluster on two Ray nodes of this machine: a head, and a worker node joined with ``ray start --address``.
 
+The app is deployed as the Helm chart deploys it on KubeRay: a declarative
+serve config whose args are the profile less each pool's replicas and drain
+timeout, which are the deployments' options (deployments/serve_options.py).
 One small pool of the demo model, two replicas, one per node: each node
 advertises one ``e2e_slot`` and each replica needs one. The ingress asks for
 more CPUs than a worker node has, so it stays on the head with Serve's
@@ -17,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from benchmarks.common.ports import free_loopback_port
 from tests.e2e_nodes.nodes import RayNode, node_id_with, ray_env, start_node
@@ -33,6 +35,7 @@ INGRESS_CPUS = 3
 # Longer than any drain deadline the tests give, so Serve stops a draining
 # node's replica at once (it has no room elsewhere) and lets it finish.
 GRACEFUL_SHUTDOWN_S = 600
+START_S = 900  # two engine starts on two busy cores
 
 
 def profile(models: Path, data_dir: Path, port: int) -> dict:
@@ -56,6 +59,30 @@ def profile(models: Path, data_dir: Path, port: int) -> dict:
     }
 
 
+def serve_config(raw_profile: dict) -> dict:
+    """What the chart renders into serveConfigV2 (tests/helm/test_scaling.py checks they agree)."""
+    from cluster.config import load_config
+    from deployments.engines import pool_deployment_name
+    from deployments.serve_options import ingress_serve_options, pool_serve_options, without_serve_options
+
+    config = load_config(raw_profile, env={})
+    deployments = [{"name": "ingress", **ingress_serve_options(config)}]
+    deployments += [{"name": pool_deployment_name(p.name), **pool_serve_options(config, p)} for p in config.pools]
+    return {
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": "127.0.0.1", "port": raw_profile["ingress"]["port"]},
+        "applications": [{"name": APP, "route_prefix": "/", "import_path": "deployments.app:build_app",
+                          "args": {"cluster": without_serve_options(raw_profile)}, "deployments": deployments}],
+    }
+
+
+def app_running() -> bool:
+    from ray import serve
+
+    app = serve.status().applications.get(APP)
+    return app is not None and app.status == "RUNNING"
+
+
 @dataclass
 class TwoNodeCluster:
     base_url: str
@@ -63,7 +90,15 @@ class TwoNodeCluster:
     env: dict[str, str]
     head: RayNode
     base: Path
+    profile: dict
     workers: list[RayNode] = field(default_factory=list)
+
+    def deploy(self, raw_profile: dict) -> None:
+        """Apply the serve config for ``raw_profile`` (Serve's declarative path, as KubeRay takes)."""
+        from ray.serve.context import _get_global_client
+        from ray.serve.schema import ServeDeploySchema
+
+        _get_global_client().deploy_apps(ServeDeploySchema.model_validate(serve_config(raw_profile)))
 
     def add_worker(self, name: str) -> tuple[RayNode, str]:
         """A worker node with one slot for a pool replica; its Ray node id."""
@@ -85,19 +120,19 @@ def two_nodes(demo_models, tmp_path_factory):
     head_port, api_port = free_loopback_port(), free_loopback_port()
     head = start_node("head", base, env, head_port=head_port, num_cpus=INGRESS_CPUS + WORKER_CPUS,
                       resources={SLOT: 1})
-    cluster = TwoNodeCluster(f"http://127.0.0.1:{api_port}", f"127.0.0.1:{head_port}", env, head, base)
+    cluster = TwoNodeCluster(f"http://127.0.0.1:{api_port}", f"127.0.0.1:{head_port}", env, head, base,
+                             profile(demo_models, tmp_path_factory.mktemp("docs"), api_port))
     try:
         import ray
         from ray import serve
 
-        from deployments.app import build_app
+        from tests.e2e.helpers import wait_until
 
         ray.init(address=cluster.gcs_address, logging_level="WARNING", log_to_driver=False)
         cluster.add_worker("w1")
-        path = base / "profile.yaml"
-        path.write_text(yaml.safe_dump(profile(demo_models, tmp_path_factory.mktemp("docs"), api_port)))
         serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": api_port})
-        serve.run(build_app({"profile": str(path)}), name=APP, route_prefix="/")
+        cluster.deploy(cluster.profile)
+        wait_until(app_running, START_S, "the app to run on both nodes")
         assert httpx.get(f"{cluster.base_url}/healthz", timeout=30).status_code == 200
         yield cluster
     finally:

@@ -1,7 +1,10 @@
-"""A node dies, a node drains: what clients of a pool spread over two Ray nodes see.
+"""A pool is rescaled, a node dies, a node drains: what clients of a pool spread over two Ray nodes see.
 
-In order (the second uses the node the first leaves free):
+In order (each uses what the one before leaves):
 
+0. The pool's replicas.max changes in the serve config, as a `helm upgrade`
+   changes it: Serve applies it to the live deployments (the ingress's
+   admission limit and /v1/pools follow), and no replica restarts.
 1. The worker node is killed outright (every process of it, as a host that
    dies) while a request runs on its replica: the request ends with a 503
    engine_failed and Retry-After, and the pool keeps answering from the
@@ -23,14 +26,14 @@ import httpx
 import pytest
 
 from tests.e2e.helpers import engine_requests_in_progress, wait_until
-from tests.e2e_nodes.conftest import APP, GRACEFUL_SHUTDOWN_S, MODEL, POOL
+from tests.e2e_nodes.conftest import APP, GRACEFUL_SHUTDOWN_S, MODEL, POOL, START_S, app_running
 from tests.e2e_nodes.nodes import node_id_with
+from deployments.errors import ErrorCode
 
 pytestmark = [pytest.mark.e2e]
 
 DEPLOYMENT = f"pool-{POOL}"
 LONG_TOKENS = 3000
-START_S = 900  # an engine start on two busy cores
 
 
 def replicas_by_node() -> dict[str, str]:
@@ -79,6 +82,42 @@ def client(two_nodes):
         yield http
 
 
+def serve_replicas(deployment: str) -> set[str]:
+    """Actor ids of a deployment's live replicas: a restart gives new ones."""
+    from ray._private.state import actors
+
+    return {actor_id for actor_id, info in actors(actor_state_name="ALIVE").items()
+            if info["ActorClassName"] == f"ServeReplica:{APP}:{deployment}"}
+
+
+def test_a_pools_new_max_reaches_serve_without_a_restart(two_nodes, client):
+    import copy
+
+    from ray.serve.context import _get_global_client
+
+    worker_id = node_id_with("e2e_node_w1")
+    wait_until(lambda: running_on(*_nodes_with_replicas(worker_id)), START_S, "one pool replica on each node")
+    before = {name: serve_replicas(name) for name in (DEPLOYMENT, "ingress")}
+    assert all(before.values())
+
+    rescaled = copy.deepcopy(two_nodes.profile)
+    rescaled["pools"][0]["replicas"]["max"] = 3
+    two_nodes.deploy(rescaled)
+
+    def pool_view_max():
+        (row,) = [r for r in client.get("/v1/pools").json()["data"] if r["name"] == POOL]
+        return row["replicas"]["max"] == 3
+
+    wait_until(pool_view_max, 120, "the ingress to take the new bound (its reconfigure)")
+    details = _get_global_client().get_serve_details()["applications"][APP]["deployments"][DEPLOYMENT]
+    assert details["deployment_config"]["autoscaling_config"]["max_replicas"] == 3
+    assert app_running()
+    # The same replicas, pool and ingress: nothing was restarted.
+    assert {name: serve_replicas(name) for name in before} == before
+    answer = client.post("/v1/completions", json={"model": MODEL, "prompt": "still here", "max_tokens": 2})
+    assert answer.status_code == 200, answer.text
+
+
 def test_a_killed_node_ends_its_requests_with_503_and_the_pool_serves_on(two_nodes, client):
     worker = two_nodes.workers[0]
     worker_id = node_id_with("e2e_node_w1")
@@ -103,7 +142,7 @@ def test_a_killed_node_ends_its_requests_with_503_and_the_pool_serves_on(two_nod
     response = result["response"]
     assert response.status_code == 503, response.text
     error = response.json()["error"]
-    assert error["code"] == "engine_failed" and POOL in error["message"]
+    assert error["code"] == ErrorCode.ENGINE_FAILED and POOL in error["message"]
     assert int(response.headers["retry-after"]) > 0
 
     # The pool answers again, from the surviving node's replica; meanwhile only 503s, never a 500 or a hang.
