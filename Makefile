@@ -136,11 +136,11 @@ redis-server:
 # then the chart's embedded profiles and values schema (helm/tools/sync.py,
 # from deployments/*.yaml, helm/tools/values.schema.base.json and the config).
 generate: venv
-	$(PY) monitoring/build_dashboards.py
+	$(PY) -m monitoring.build_dashboards
 	$(PY) helm/tools/sync.py
 
 check: venv
-	$(PY) monitoring/build_dashboards.py --check
+	$(PY) -m monitoring.build_dashboards --check
 	$(PY) helm/tools/sync.py --check
 
 test: check demo redis-server prometheus

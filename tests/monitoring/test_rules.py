@@ -172,11 +172,11 @@ def test_every_panel_filters_on_namespace_and_cluster(name):
 
 
 def test_scoping_adds_matchers_to_every_selector():
-    builder = _dashboard_builder()
-    assert builder.scoped('sum(rate(ray_a_total[5m])) / sum(ray_b{x="1"}) or vector(0)') == (
+    grafana = importlib.import_module("monitoring.grafana")
+    assert grafana.scoped('sum(rate(ray_a_total[5m])) / sum(ray_b{x="1"}) or vector(0)') == (
         'sum(rate(ray_a_total{namespace=~"$namespace", ray_io_cluster=~"$cluster"}[5m])) / '
         'sum(ray_b{x="1", namespace=~"$namespace", ray_io_cluster=~"$cluster"}) or vector(0)')
-    assert builder.scoped("longctx:replica_pool") == "longctx:replica_pool"
+    assert grafana.scoped("longctx:replica_pool") == "longctx:replica_pool"
 
 
 def test_pool_dashboard_filters_by_pool():
@@ -200,10 +200,7 @@ def test_overview_and_long_context_panels():
 
 
 def _dashboard_builder():
-    spec = importlib.util.spec_from_file_location("build_dashboards", promql.MONITORING / "build_dashboards.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("monitoring.build_dashboards")
 
 
 def test_dashboards_match_their_generator():

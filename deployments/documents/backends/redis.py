@@ -47,11 +47,8 @@ from deployments.documents.records import (
 #
 # ARGV[10] is the number of token-id arguments (layout, ids pairs) that follow
 # it; the metadata hash fields come after those.
-#
-# The writing scripts start with a `#!lua` shebang (Redis 7+): a flagged
-# script without `allow-oom` is refused whole at `maxmemory`, where an
-# unflagged one runs and grows Redis past its limit. Deletes stay unflagged
-# so a full store can still be emptied.
+# Writing scripts carry `#!lua` (Redis 7+): flagged, they are refused whole at
+# maxmemory, where unflagged ones run past it. Deletes stay unflagged.
 _PUT = """#!lua
 local meta, text, index, count, total_bytes, ids = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local n_ids = tonumber(ARGV[10])
@@ -233,9 +230,7 @@ class RedisDocumentStore:
             yield
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise StoreUnavailable(f"Redis document store: {e}") from e
-        except redis.OutOfMemoryError as e:
-            # Redis refuses writes at maxmemory (the chart runs it with
-            # noeviction, so documents are never dropped): a full store, not a fault.
+        except redis.OutOfMemoryError as e:  # at maxmemory with noeviction: full, not a fault
             raise StoreOutOfMemory(f"Redis: {e}") from e
         except redis.RedisError as e:
             raise DocumentStoreError(f"Redis document store: {e}") from e
