@@ -223,9 +223,10 @@ class DocumentService:
     async def _read_form(request: Request) -> tuple[bytes, str | None, dict, bool]:
         form = await request.form()
         upload = form.get("file")
-        if upload is None or isinstance(upload, str):
+        if upload is None:
             raise APIError(ErrorCode.INVALID_REQUEST, "multipart upload needs a 'file' part", param="file")
-        raw = await upload.read()
+        # A file part (curl -F file=@doc.txt), or the text as a plain field (-F file=...).
+        raw = upload.encode("utf-8", "surrogatepass") if isinstance(upload, str) else await upload.read()
         metadata = form.get("metadata")
         try:
             parsed = json.loads(metadata) if isinstance(metadata, str) and metadata else {}
@@ -234,7 +235,7 @@ class DocumentService:
         if not isinstance(parsed, dict):
             raise APIError(ErrorCode.INVALID_REQUEST, "metadata must be a JSON object", param="metadata")
         model = form.get("model")
-        warm = form.get("warm") or "false"
+        warm = form.get("warm", "false")
         if warm not in ("true", "false"):
             raise APIError(ErrorCode.INVALID_REQUEST, "warm must be true or false", param="warm")
         return raw, model if isinstance(model, str) and model else None, parsed, warm == "true"
@@ -330,7 +331,7 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {
         "type": "object", "required": ["file"],
         "properties": {
-            "file": {"type": "string", "format": "binary", "description": "The document (UTF-8 text)."},
+            "file": {"type": "string", "description": "The document (UTF-8 text): a file part, or a plain field."},
             "model": {"type": "string"},
             "metadata": {"type": "string", "description": "A JSON object, as text."},
             "warm": {"type": "string", "enum": ["true", "false"]},

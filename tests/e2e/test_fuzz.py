@@ -42,7 +42,7 @@ from deployments.errors import ErrorCode
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLES = 10
+EXAMPLES = 20
 # Completion tokens at most per generated request (n choices each): enough to
 # exercise the engines, few enough to keep the run short on CPU engines.
 MAX_TOKENS = 4

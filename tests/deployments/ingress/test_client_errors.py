@@ -140,6 +140,8 @@ def test_upload_of_the_wrong_shape_is_422(client):
     refused(client.post("/v1/documents", json={"text": "a", "colour": 1}), ErrorCode.INVALID_REQUEST, "colour")
     refused(client.post("/v1/documents", json={"text": ""}), ErrorCode.INVALID_DOCUMENT)
     refused(client.post("/v1/documents", files={"metadata": (None, "[1]")}), ErrorCode.INVALID_REQUEST, "file")
+    refused(client.post("/v1/documents", files={"file": ("a.txt", b"a"), "warm": (None, "")}),
+            ErrorCode.INVALID_REQUEST, "warm")
     refused(client.post("/v1/documents", files={"file": ("a.txt", b"a"), "metadata": (None, "[1]")}),
             ErrorCode.INVALID_REQUEST, "metadata")
 
@@ -224,3 +226,8 @@ def test_lone_surrogates_in_a_question(client, document):
     response = client.post(f"/v1/documents/{document}/ask", content=json.dumps({"question": "\ud800?"}),
                            headers={"content-type": "application/json"})
     refused(response, ErrorCode.INVALID_ENCODING, "question")
+
+
+def test_multipart_text_may_be_a_plain_field(client):
+    response = client.post("/v1/documents", files={"file": (None, "A contract."), "model": (None, IL25)})
+    assert response.status_code == 201 and response.json()["bytes"] == len("A contract.")
