@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -98,19 +99,36 @@ def _pypi_reachable() -> bool:
         return False
 
 
-@pytest.mark.network
-@pytest.mark.parametrize("python", pins.SUPPORTED_PYTHONS)
-@pytest.mark.parametrize("name", sorted(pins.PIN_SETS))
-def test_pin_set_resolves_for_manylinux(name, python, tmp_path):
-    if not _pypi_reachable():
-        pytest.skip("PyPI is not reachable: the GPU pin sets are resolved against it")
+def _resolve(name: str, python: str, directory: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(pinned, resolved) of one pin set for one Python."""
     pin_set = pins.PIN_SETS[name]
     pinned = _pinned(REPO / pin_set.constraints, python)
     # pip evaluates markers for the Python it runs on, not --python-version:
     # hand it the lines a pip on the target Python would apply.
-    constraints = tmp_path / "constraints.txt"
+    constraints = directory / "constraints.txt"
     constraints.write_text("".join(f"{n}=={v}\n" for n, v in pinned.items()))
-    resolved = pins.resolve_report(pin_set, python, pin_set.requirements, constraints)
+    return pinned, pins.resolve_report(pin_set, python, pin_set.requirements, constraints)
+
+
+@pytest.fixture(scope="module")
+def resolves(tmp_path_factory):
+    """Every pin set resolved for every Python, the pip runs side by side:
+    each mostly waits on PyPI, so together they take little longer than the
+    slowest one (one after another they took about 3 minutes on 2 cores)."""
+    if not _pypi_reachable():
+        pytest.skip("PyPI is not reachable: the GPU pin sets are resolved against it")
+    keys = [(name, python) for name in sorted(pins.PIN_SETS) for python in pins.SUPPORTED_PYTHONS]
+    executor = ThreadPoolExecutor(max_workers=len(keys))
+    futures = {key: executor.submit(_resolve, *key, tmp_path_factory.mktemp(f"{key[0]}-{key[1]}")) for key in keys}
+    yield futures
+    executor.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("python", pins.SUPPORTED_PYTHONS)
+@pytest.mark.parametrize("name", sorted(pins.PIN_SETS))
+def test_pin_set_resolves_for_manylinux(name, python, resolves):
+    pinned, resolved = resolves[(name, python)].result()
     # Complete: every package pip picks is pinned, at the pinned version.
     assert {n: v for n, v in resolved.items() if pinned.get(n) != v} == {}
-    assert resolved["ray"] == pin_set.ray
+    assert resolved["ray"] == pins.PIN_SETS[name].ray
