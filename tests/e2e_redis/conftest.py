@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import subprocess
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +23,12 @@ import yaml
 
 from benchmarks.common.ports import free_loopback_port
 from cluster.config import ClusterConfig, load_config, profile_path
+from tests.support.redis_server import ping
+from tests.support.redis_server import redis_server as start_redis
 
 MODEL = "internlm2_5-7b-chat-1m"
 POOL = "il25-short"
 PASSWORD_ENV = "LONGCTX_E2E_REDIS_PASSWORD"
-READY_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -44,60 +42,13 @@ class RedisServer:
         return redis.Redis.from_url(self.url, password=self.password, socket_timeout=5, decode_responses=True)
 
 
-def _ping(url: str, password: str | None) -> bool:
-    import redis
-
-    client = redis.Redis.from_url(url, password=password, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="package")
 def redis_server(tmp_path_factory) -> RedisServer:
-    pytest.importorskip("redis")
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed; `make redis-server` (root) installs it")
-    workdir = tmp_path_factory.mktemp("redis")
     password = secrets.token_urlsafe(24)
-    # A free port can be taken between probe and bind; a few attempts cover it.
-    for _ in range(3):
-        port = free_loopback_port()
-        url = f"redis://127.0.0.1:{port}/1"
-        log = open(workdir / f"redis-{port}.log", "w+")
-        proc = subprocess.Popen(
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
-             "--appendonly", "yes", "--save", "", "--dir", str(workdir)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while proc.poll() is None and time.monotonic() < deadline and not _ping(url, password):
-            time.sleep(0.05)
-        if proc.poll() is None and _ping(url, password):
-            break
-        proc.kill()
-        proc.wait(timeout=10)
-        log.seek(0)
-        output = log.read()
-        log.close()
-    else:
-        pytest.fail(f"redis-server did not become ready:\n{output[-2000:]}")
-    # The server really wants the password: a client without it is refused.
-    assert not _ping(url, None)
-    try:
+    with start_redis(tmp_path_factory.mktemp("redis"), db=1, password=password, append_only=True) as url:
+        # The server really wants the password: a client without it is refused.
+        assert not ping(url, None)
         yield RedisServer(url=url, password=password)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
 
 
 def small_profile(demo_models: Path, redis: RedisServer, port: int) -> dict:

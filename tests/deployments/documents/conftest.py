@@ -8,78 +8,20 @@ still passes.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from benchmarks.common.ports import free_loopback_port
 from cluster.config.documents import StoreLimits
 from deployments.documents.store import DocumentStore
-
-READY_TIMEOUT_S = 10.0
-
-
-def _wait_ready(proc: subprocess.Popen, url: str) -> bool:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                return False
-            try:
-                if client.ping():
-                    return True
-            except redis.RedisError:
-                pass
-            time.sleep(0.05)
-        return False
-    finally:
-        client.close()
-
+from tests.support.redis_server import redis_server
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory) -> str:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed; `make redis-server` (root) installs it")
-    workdir = tmp_path_factory.mktemp("redis")
-    # A free port can be taken between probe and bind; a few attempts cover it.
-    for _ in range(3):
-        port = free_loopback_port()
-        url = f"redis://127.0.0.1:{port}/0"
-        log = open(workdir / f"redis-{port}.log", "w+")
-        proc = subprocess.Popen(
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(workdir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        if _wait_ready(proc, url):
-            break
-        proc.kill()
-        proc.wait(timeout=10)
-        log.seek(0)
-        output = log.read()
-        log.close()
-    else:
-        pytest.fail(f"redis-server did not become ready:\n{output[-2000:]}")
-    try:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
 
 
 class Backend:
