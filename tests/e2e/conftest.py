@@ -5,8 +5,8 @@ Every e2e test shares it; starting it takes about a minute on two cores.
 
 from __future__ import annotations
 
+import time
 import warnings
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +18,15 @@ from cluster.config import ClusterConfig, load_config, profile_path
 
 
 MAX_DOCUMENT_BYTES = 2_000_000
+IL25_LONG_PROMPT_TOKENS = 9000  # within il25-long's band, several prefill chunks
 LONG_POOL_HEARTBEAT_S = 0.1
 LONG_POOL_CHUNK = 2048
+# Ray exports its processes' metrics every 10 s by default; the tests that
+# read vLLM's counters wait for an export (helpers.settled, the waits for
+# idle engines), so the cluster exports every 2 s (Ray's floor is 1 s; a
+# gauge lives two intervals without a refresh, and 2 s leaves a loaded
+# machine room for a late export).
+METRICS_EXPORT_S = 2
 
 
 def pytest_collection_modifyitems(config, items):
@@ -81,7 +88,10 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
     profile = str(profile_path("cpu-demo"))
     config = load_config(profile, overrides)
     metrics_port = free_loopback_port()
-    start_cluster(config, profile, overrides, address=None, metrics_port=metrics_port)
+    with pytest.MonkeyPatch.context() as env:
+        # Read by every process Ray starts (RayConfig reads RAY_<name>).
+        env.setenv("RAY_metrics_report_interval_ms", str(METRICS_EXPORT_S * 1000))
+        start_cluster(config, profile, overrides, address=None, metrics_port=metrics_port)
     running = RunningCluster(
         base_url=f"http://127.0.0.1:{port}",
         config=config,
@@ -114,3 +124,27 @@ def openai_client(cluster):
     import openai
 
     return openai.OpenAI(base_url=cluster.api_url, api_key="unused", timeout=300, max_retries=0)
+
+
+@pytest.fixture(scope="package")
+def il25_long_prefill_s(http) -> float:
+    """Seconds to the first token of a cold IL25_LONG_PROMPT_TOKENS-token
+    prompt on il25-long, with a patient client: the faster of two, since the
+    pool's first long prefill also pays its warm-up. test_keepalive derives
+    its clients' read timeouts from it, test_cancel_prefill the time of one
+    prefill chunk. Random ids with their own seeds: no cache hit."""
+    from tests.support.rope.compare import random_prompt
+
+    times = []
+    for seed in (1598, 1599):
+        body = {"model": "internlm2_5-7b-chat-1m", "prompt": random_prompt(IL25_LONG_PROMPT_TOKENS, seed=seed),
+                "max_tokens": 1, "temperature": 0, "stream": True}
+        started, first_token_s = time.monotonic(), None
+        with http.stream("POST", "/v1/completions", json=body) as response:
+            assert response.status_code == 200 and response.headers["x-pool"] == "il25-long"
+            for line in response.iter_lines():
+                if first_token_s is None and line.startswith("data: "):
+                    first_token_s = time.monotonic() - started
+        assert first_token_s is not None, "no data line"
+        times.append(first_token_s)
+    return min(times)

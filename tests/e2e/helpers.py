@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.conftest import METRICS_EXPORT_S
+
 
 def engine_requests_in_progress(metrics_url: str) -> float:
     """Running + waiting requests summed over every vLLM engine (ray_vllm_* gauges)."""
@@ -49,9 +51,9 @@ def engine_generation_tokens(metrics_url: str) -> float:
     return total
 
 
-def settled(read, *, quiet_s: float = 12.0, timeout_s: float = 120.0) -> float:
+def settled(read, *, quiet_s: float = 2.5 * METRICS_EXPORT_S, timeout_s: float = 120.0) -> float:
     """A metric's value once Ray's periodic export has caught up: the same
-    reading twice, quiet_s apart (longer than the export interval)."""
+    reading twice, quiet_s apart (over two export intervals)."""
     deadline = time.monotonic() + timeout_s
     previous = read()
     while time.monotonic() < deadline:

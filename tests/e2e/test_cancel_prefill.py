@@ -26,10 +26,10 @@ earlier request's cache shortens or pads them.
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 
+from tests.e2e.conftest import IL25_LONG_PROMPT_TOKENS
 from tests.e2e.helpers import (
     engine_counter,
     engine_requests_in_progress,
@@ -45,7 +45,7 @@ pytestmark = pytest.mark.e2e
 
 IL25 = "internlm2_5-7b-chat-1m"
 LONG = "il25-long"
-PROMPT_TOKENS = 9000
+PROMPT_TOKENS = IL25_LONG_PROMPT_TOKENS
 # Fraction of one chunk's average prefill time past the start at which the
 # client hangs up: the first chunk (cheaper than the average: attention grows
 # with the position) is done, the second under way.
@@ -59,18 +59,9 @@ def _chunk(cluster) -> int:
 
 
 @pytest.fixture(scope="module")
-def chunk_s(cluster, http) -> float:
-    """Average prefill time of one chunk on this machine: the faster of two
-    full uncached prefills (the pool's first long prefill is slower)."""
-    times = []
-    for seed in (1690, 1689):
-        body = {"model": IL25, "prompt": random_prompt(PROMPT_TOKENS, seed=seed), "max_tokens": 1, "temperature": 0}
-        started = time.monotonic()
-        response = http.post("/v1/completions", json=body)
-        times.append(time.monotonic() - started)
-        assert response.status_code == 200, response.text
-        assert response.headers["x-pool"] == LONG
-    return min(times) * _chunk(cluster) / PROMPT_TOKENS
+def chunk_s(cluster, il25_long_prefill_s) -> float:
+    """Average prefill time of one chunk on this machine."""
+    return il25_long_prefill_s * _chunk(cluster) / PROMPT_TOKENS
 
 
 def _idle(cluster, http) -> None:
