@@ -14,6 +14,7 @@ import time
 import httpx
 import pytest
 
+# il25_long_prefill_s (tests/e2e/conftest.py): a cold 9k-token prefill on il25-long.
 from tests.e2e.conftest import LONG_POOL_HEARTBEAT_S
 from tests.support.rope.compare import random_prompt
 
@@ -43,13 +44,6 @@ def _first_token_s(http, body: dict) -> float:
             if line.startswith("data: "):
                 return time.monotonic() - started
     raise AssertionError("no data line")
-
-
-@pytest.fixture(scope="module")
-def il25_long_prefill_s(http) -> float:
-    """A cold 9k-token prefill on il25-long, measured with a patient client:
-    the faster of two, since the pool's first request also pays its warm-up."""
-    return min(_first_token_s(http, _body(IL25, 9000, seed=seed)) for seed in (1598, 1599))
 
 
 def test_stream_outlives_a_read_timeout_shorter_than_the_prefill(cluster, il25_long_prefill_s):
