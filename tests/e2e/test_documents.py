@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
 from tests.e2e.conftest import MAX_DOCUMENT_BYTES

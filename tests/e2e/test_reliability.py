@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
 import pytest
 
-from tests.e2e.helpers import (
 from deployments.errors import ErrorCode
+from tests.e2e.helpers import (
     engine_generation_tokens,
     engine_requests_in_progress,
     pool_in_flight,

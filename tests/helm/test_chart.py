@@ -8,7 +8,6 @@ CRD, and the serveConfigV2 must load with the project's own config loader.
 from __future__ import annotations
 
 import base64
-import copy
 import importlib
 import json
 
