@@ -71,7 +71,8 @@ def dashboard_expressions() -> list[Expression]:
                 # label_values(<selector>, <label>) is Grafana's, not PromQL: check its selector.
                 match = re.match(r"label_values\((.*),\s*\w+\)$", variable["definition"])
                 assert match, f"{name}: variable {variable['name']} is not label_values(selector, label)"
-                found.append(Expression(f"{board['title']} / variable {variable['name']}", match.group(1)))
+                found.append(Expression(f"{board['title']} / variable {variable['name']}",
+                                        substitute(match.group(1))))
     return found
 
 
@@ -138,6 +139,11 @@ def without_thresholds(expr: str) -> list[str]:
     return operands
 
 
+# Where label names stand: inside a selector's braces, and in the label lists
+# of aggregations and vector matching (ray_io_cluster is a label, not a series).
+LABEL_PLACES = re.compile(r"\{[^}]*\}|\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+
+
 def metric_names(expr: str) -> set[str]:
     """Series names an expression reads (project-wide naming: ray_*, recording rules, up)."""
-    return set(METRIC_NAME.findall(expr))
+    return set(METRIC_NAME.findall(LABEL_PLACES.sub(" ", expr)))

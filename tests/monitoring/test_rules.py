@@ -234,3 +234,14 @@ def test_without_thresholds_keeps_the_vector_operands():
 def test_metric_names():
     expr = 'rate(ray_vllm_x_bucket[5m]) * on (ReplicaId) group_left (pool) longctx:replica_pool or up{job="a"}'
     assert promql.metric_names(expr) == {"ray_vllm_x_bucket", "longctx:replica_pool", "up"}
+
+
+def test_label_names_are_not_read_as_series():
+    expr = ('sum by (namespace, ray_io_cluster) (rate(ray_a_total{ray_io_cluster=~".*"}[5m])) '
+            '/ on (ray_io_cluster) group_left () ray_b')
+    assert promql.metric_names(expr) == {"ray_a_total", "ray_b"}
+
+
+def test_dashboard_variables_are_checked_with_grafana_values():
+    variables = [e for e in promql.dashboard_expressions() if "/ variable " in e.where]
+    assert variables and all("$" not in e.expr for e in variables)
