@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ray._private.authentication_test_utils import reset_auth_token_state  # Ray's own reset
 
 from benchmarks.common.ports import free_loopback_port
 from tests.e2e_nodes.nodes import RayNode, node_id_with, ray_env, start_node
@@ -112,9 +113,13 @@ class TwoNodeCluster:
 def two_nodes(demo_models, tmp_path_factory):
     token = secrets.token_hex(16)
     env = ray_env(token)
-    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    saved = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
     # This process is a Ray client too (serve.run, status); Ray reads these when it connects.
     os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    # Ray caches the token a process first loaded: after another package's
+    # local cluster in this pytest process, it would send that cluster's token.
+    reset_auth_token_state()
     # Short: sockets live under it, and their paths may not pass 107 characters.
     base = Path(tmp_path_factory.mktemp("n", numbered=True))
     head_port, api_port = free_loopback_port(), free_loopback_port()
@@ -142,6 +147,7 @@ def two_nodes(demo_models, tmp_path_factory):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        reset_auth_token_state()
 
 
 def _teardown(cluster: TwoNodeCluster) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.common.ports import free_loopback_port
+from cluster.cli import RAY_SINGLE_MACHINE_ENV
 
 RAY = str(Path(sys.executable).with_name("ray"))
 START_TIMEOUT_S = 300
@@ -77,8 +78,13 @@ class RayNode:
 
 
 def ray_env(token: str) -> dict[str, str]:
-    """Token auth on every node and client: the nodes listen on every interface."""
-    return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+    """Token auth on every node and client: the nodes listen on every interface.
+
+    Not inherited from this process: a single-machine local cluster that an
+    earlier test package started here leaves Ray's one-machine switch and a
+    token file in the environment; a worker node would refuse to join."""
+    inherited = {k: v for k, v in os.environ.items() if k not in (RAY_SINGLE_MACHINE_ENV, "RAY_AUTH_TOKEN_PATH")}
+    return {**inherited, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
             "RAY_USAGE_STATS_ENABLED": "0",
             # Metrics every second, not every 10: tests poll an engine's gauges as a readiness check.
             "RAY_metrics_report_interval_ms": "1000"}
