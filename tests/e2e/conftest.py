@@ -6,7 +6,6 @@ Every e2e test shares it; starting it takes about a minute on two cores.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,17 +99,9 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
     # serve.run returns once every deployment is healthy; the proxy answers now.
     assert httpx.get(f"{running.base_url}/healthz", timeout=30).status_code == 200
     yield running
-    # The CLI's own stop: afterwards no Ray or vLLM process of this cluster
-    # remains. Ray's idle workers sometimes outlive ray.shutdown() by a few
-    # seconds and are then killed by the stop; that is the stop working.
-    from cluster.shutdown import alive, started_processes, stop_cluster
+    from tests.e2e.helpers import stop_local_cluster
 
-    cluster_processes = started_processes()
-    killed = stop_cluster()
-    remaining = sorted(p.pid for p in alive(cluster_processes))
-    assert remaining == [], f"cluster processes outlived its stop: {remaining} (killed: {killed})"
-    if killed:
-        warnings.warn(f"the stop had to kill: {killed}", stacklevel=1)
+    stop_local_cluster()
 
 
 @pytest.fixture(scope="package")

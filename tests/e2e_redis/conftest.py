@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,15 +90,12 @@ def cluster(demo_models, redis_server, tmp_path_factory) -> RunningCluster:
     # serve.run returns once every deployment is healthy; the proxy answers now.
     assert httpx.get(f"{running.base_url}/healthz", timeout=30).status_code == 200
     yield running
-    from cluster.shutdown import alive, started_processes, stop_cluster
+    from tests.e2e.helpers import stop_local_cluster
 
-    cluster_processes = started_processes()
-    killed = stop_cluster()
-    os.environ.pop(PASSWORD_ENV, None)
-    remaining = sorted(p.pid for p in alive(cluster_processes))
-    assert remaining == [], f"cluster processes outlived its stop: {remaining} (killed: {killed})"
-    if killed:
-        warnings.warn(f"the stop had to kill: {killed}", stacklevel=1)
+    try:
+        stop_local_cluster()
+    finally:
+        os.environ.pop(PASSWORD_ENV, None)
 
 
 @pytest.fixture(scope="package")
