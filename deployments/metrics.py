@@ -87,6 +87,18 @@ class RouterMetrics:
             "Keyed requests (documents, long prefixes) by whether they went to the key's ring owner.",
             tag_keys=("pool", "result"),
         )
+        # API keys (deployments/auth.py): which generation of the keys file each
+        # replica has in force, so a rotation can be seen to have reached them all.
+        self._api_keys_generation = Gauge(
+            "longctx_api_keys_generation",
+            "API keys generation in force at this ingress replica: 1 at start, +1 per reload that took effect.",
+        )
+        self._api_keys = Gauge("longctx_api_keys", "API keys in force at this ingress replica.")
+        self._api_keys_failures = Counter(
+            "longctx_api_keys_reload_failures",
+            "Keys files that could not be read or parsed (the keys in force stayed).",
+        )
+        _zero(self._api_keys_failures, {})
         self._initialise(pools_by_model)
 
     def _initialise(self, pools_by_model: Mapping[str, Sequence[str]]) -> None:
@@ -126,6 +138,13 @@ class RouterMetrics:
 
     def set_in_flight(self, pool: str, depth: int) -> None:
         self._in_flight.set(depth, tags={"pool": pool})
+
+    def api_keys_loaded(self, generation: int, keys: int, principals: int) -> None:
+        self._api_keys_generation.set(generation)
+        self._api_keys.set(keys)
+
+    def api_keys_reload_failed(self) -> None:
+        self._api_keys_failures.inc()
 
 
 def _zero(counter, tags: dict[str, str]) -> None:

@@ -19,11 +19,20 @@ class AuthConfig(StrictModel):
     enabled: bool = Field(default=False, description="Require `Authorization: Bearer <key>`.")
     keys_env: str = Field(
         default="LONGCTX_API_KEYS",
-        description="Environment variable holding keys, comma or newline separated.",
+        description="Environment variable holding keys (`principal:key` or a bare key), comma or newline "
+        "separated. Read once at start: a change needs a restart (use `keys_file` to rotate live).",
     )
     keys_file: str | None = Field(
         default=None,
-        description="File holding keys, one per line (e.g. a mounted Kubernetes Secret).",
+        description="File holding keys, one `principal:key` (or bare key) per line, `#` comments "
+        "(docs/security.md, API keys): e.g. a mounted Kubernetes Secret. Re-read when it changes, "
+        "without a restart; a file that cannot be read keeps the keys in force.",
+    )
+    reload_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How often, at most, each ingress replica checks `keys_file` for a change (a stat; "
+        "re-read only when it changed). 0: read it once, at start.",
     )
 
 

@@ -57,8 +57,9 @@ class DocumentMeta(BaseModel):
     owner: str | None = Field(
         min_length=1,
         max_length=512,
-        description="Principal of the API key that uploaded it (not the secret key "
-        "itself: it is stored verbatim), or None without authentication.",
+        description="Principal that uploaded it: the name its API key belongs to (any of that "
+        "principal's keys reads it, so it survives a key rotation), `key-` + hash for a bare key, "
+        "never the key itself; None without authentication.",
     )
     metadata: dict[str, JsonValue] = Field(default_factory=dict, description="Client JSON object.")
     created: int = Field(ge=0, lt=_MAX_CREATED, description="Upload time, unix seconds.")

@@ -41,7 +41,7 @@ class Ingress:
             retry_after_s={p.name: p.admission.retry_after_s for p in self.cluster.pools},
             on_depth=self.metrics.set_in_flight,
         )
-        self.keys = KeyRing.from_config(self.cluster.ingress.auth)
+        self.keys = KeyRing.from_config(self.cluster.ingress.auth, observer=self.metrics)
         self.health = PoolHealth(
             {name: handle.deployment_name for name, handle in pool_handles.items()}, self.admission, self.metrics
         )

@@ -2,6 +2,8 @@
 a free loopback port comes from benchmarks/common/ports.py).
 
 * ``redis_server``: Debian's redis-server on a free loopback port (store tests, the Redis e2e cluster).
+* ``secret_volume``: a directory updated as the kubelet updates a mounted Secret (the ``..data``
+  symlink swap), for the API-key reload tests.
 * ``rope``: the plain-PyTorch reference forward pass of the demo models and
   the logprob comparison the RoPE tests judge engines by.
 """

@@ -14,13 +14,15 @@ from deployments.ingress.service import Ingress
 from deployments.errors import ErrorCode
 
 KEY = "sk-test-123"
+# Two keys of one named principal, as during a rotation (deployments/api_key_file.py).
+ALICE_OLD, ALICE_NEW = "lc-alice-old-0123", "lc-alice-new-0123"
 IL25 = "internlm2_5-7b-chat-1m"
 
 
 @pytest.fixture(scope="module")
 def client(demo_models, tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    mp.setenv("LONGCTX_API_KEYS", f"{KEY}, other-key")
+    mp.setenv("LONGCTX_API_KEYS", f"{KEY}, other-key, alice:{ALICE_OLD}, alice:{ALICE_NEW}")
     config = load_config(
         profile_path("cpu-demo"),
         ["ingress.auth.enabled=true", "ingress.max_body_bytes=4096",
@@ -98,6 +100,17 @@ def test_documents_belong_to_the_key_that_uploaded_them(client):
     assert client.post(f"/v1/documents/{doc_id}/ask", json={"question": "x"}, headers=other).status_code == 404
     assert client.delete(f"/v1/documents/{doc_id}", headers=other).status_code == 404
     assert client.delete(f"/v1/documents/{doc_id}").json()["deleted"] is True
+
+
+def test_documents_belong_to_the_named_principal_whichever_of_its_keys(client):
+    old, new = ({"authorization": f"Bearer {key}"} for key in (ALICE_OLD, ALICE_NEW))
+    uploaded = client.post("/v1/documents", json={"text": "Alice's notes.", "model": IL25}, headers=old)
+    assert uploaded.status_code == 201, uploaded.text
+    doc_id = uploaded.json()["id"]
+    assert client.get(f"/v1/documents/{doc_id}", headers=new).status_code == 200
+    assert doc_id in [d["id"] for d in client.get("/v1/documents", headers=new).json()["data"]]
+    assert client.get(f"/v1/documents/{doc_id}").status_code == 404  # another principal
+    assert client.delete(f"/v1/documents/{doc_id}", headers=new).json()["deleted"] is True
 
 
 def test_keys_never_reach_logs(client, caplog):
