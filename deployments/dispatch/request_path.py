@@ -26,13 +26,14 @@ from cluster.config import ClusterConfig
 from deployments.errors import APIError, ErrorCode
 from deployments.dispatch.health import HEALTH_POLL_S, PoolHealth
 from deployments.dispatch.keepalive import PENDING_REPLICA, HeartbeatChoice, committed_response, request_heartbeat
-from deployments.dispatch.relay import POOL_HEADER, REPLICA_HEADER, EngineCall, respond
+from deployments.dispatch.relay import POOL_HEADER, REPLICA_HEADER, EngineCall, respond, rope_headers
 from deployments.metrics import RouterMetrics
 from deployments.replica_tag import read_replica_tag
 from deployments.routing.admission import AdmissionController, PoolFull, PoolUnavailable, Ticket
 from deployments.routing.affinity.hits import AffinityHits
 from deployments.routing.affinity.key import affinity_key
 from deployments.routing.bands import BandPolicy, NoPoolFits, RouteDecision, UnknownModel
+from deployments.routing.rope_base import RopeBasePolicy
 from deployments.tokens import PromptTokenizer
 
 # A pool seen without healthy replicas is refused only on a view at most this
@@ -71,6 +72,7 @@ class RequestPath:
     ):
         self.cluster = cluster
         self.bands = BandPolicy(cluster)
+        self.rope = RopeBasePolicy(cluster)
         self.tokenizers = dict(tokenizers)
         # Reuse configured handles: each .options() call creates a new handle
         # with its own metrics pusher.
@@ -94,14 +96,16 @@ class RequestPath:
             ) from None
 
     def route(self, model: str, prompt_tokens: int, requested: int | None, timings: ServerTimings,
-              prompt_param: str = "messages") -> RouteDecision:
-        """The pool for this prompt; ``prompt_param`` names the request field an over-length error points at."""
+              prompt_param: str = "messages", document_seq_len: int | None = None) -> RouteDecision:
+        """The pool for this prompt and its rotary length; ``prompt_param`` names the request
+        field an over-length error points at; ``document_seq_len``: a document question's shared
+        rotary length (routing.rope_base)."""
         started = time.perf_counter()
         try:
             max_tokens = self.bands.completion_budget(
                 model, prompt_tokens, requested, self.cluster.models[model].default_max_tokens
             )
-            return self.bands.choose(model, prompt_tokens, max_tokens)
+            return self.with_rope(self.bands.choose(model, prompt_tokens, max_tokens), document_seq_len)
         except NoPoolFits as exc:
             # The count is the expensive part of the ingress: report it even
             # on refusal (benchmarks/cpu/ingress_overhead.py reads it).
@@ -114,10 +118,22 @@ class RequestPath:
         finally:
             timings.add("route", time.perf_counter() - started)
 
+    def with_rope(self, decision: RouteDecision, document_seq_len: int | None = None) -> RouteDecision:
+        """The decision with the rotary length its pool's engine rotates it with."""
+        rope = self.rope.choose(decision.pool, decision.prompt_tokens, document_seq_len=document_seq_len)
+        return dataclasses.replace(decision, rope=rope)
+
     def engine_request(self, model: str, decision: RouteDecision, prompt_ids: list[int],
                        sampling: dict[str, Any], logprobs: int | None = None):
-        """The token-id completion request the pool's engine runs."""
+        """The token-id completion request the pool's engine runs.
+
+        The rotary length rides in ``vllm_xargs`` (beside the client's own) and
+        in ``cache_salt`` (before the client's own), so KV computed under one
+        base is never reused under another."""
         completion_request, _ = _ray_llm_types()
+        if decision.rope is not None:
+            sampling = {**sampling, "vllm_xargs": {**(sampling.get("vllm_xargs") or {}), **decision.rope.xargs()},
+                        "cache_salt": decision.rope.cache_salt(sampling.get("cache_salt"))}
         try:
             return completion_request(
                 model=model,
@@ -198,6 +214,7 @@ class RequestPath:
             POOL_HEADER: ",".join(dict.fromkeys(d.pool.name for d in decisions)),
             REPLICA_HEADER: ",".join(dict.fromkeys(replicas.get(i) or PENDING_REPLICA for i in range(len(decisions)))),
             "x-prompt-tokens": ",".join(str(d.prompt_tokens) for d in decisions),
+            **rope_headers(decisions),
             "server-timing": timings.header(),
         }
         return committed_response(task, heartbeat=beat, started=started, stream=stream, chat=chat,

@@ -296,7 +296,11 @@ class DocumentService:
         )
         timings.add("tokenize", time.perf_counter() - started)
         question_param = "questions" if body.questions else "question"
-        decisions = [self._path.route(model, len(ids), body.max_tokens, timings, prompt_param=question_param)
+        # One rotary length for every question on the document (routing.rope_base),
+        # so each reads the prefix the others cached.
+        document_seq_len = len(prefix) + self._question_budget(model)
+        decisions = [self._path.route(model, len(ids), body.max_tokens, timings, prompt_param=question_param,
+                                      document_seq_len=document_seq_len)
                      for ids in prompts]
         requests = [
             self._path.engine_request(model, d, ids, body.sampling())

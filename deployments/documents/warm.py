@@ -50,14 +50,17 @@ class Warmer:
         self._tasks: set[asyncio.Task] = set()
 
     def decision(self, model: str, prefix_tokens: int, question_budget: int) -> RouteDecision:
-        """The pool the document's questions go to (so the warm-up fills the
-        cache they read), with a one-token answer; 413 when none holds it."""
+        """The pool the document's questions go to, with the rotary length of
+        those past the native window (so the warm-up fills the cache they
+        read), and a one-token answer; 413 when no pool holds it."""
         try:
             decision = self._path.bands.choose(model, prefix_tokens, question_budget)
         except NoPoolFits as exc:
             raise APIError(ErrorCode.DOCUMENT_TOO_LARGE, f"document does not fit any pool of {model}: {exc}",
                            param="model") from None
-        return dataclasses.replace(decision, max_tokens=1)
+        seq_len = prefix_tokens + question_budget
+        rope = self._path.rope.choose(decision.pool, seq_len, document_seq_len=seq_len)
+        return dataclasses.replace(decision, max_tokens=1, rope=rope)
 
     async def start(self, meta: DocumentMeta, owner: str | None, model: str, prefix_ids: list[int],
                     decision: RouteDecision) -> WarmState:

@@ -16,4 +16,9 @@ compare engines with is test code: ``tests/support/rope/reference.py``.
 
 from deployments.rope.pool import NTK_SEQ_LEN_ATTR, engine_kwargs_for_pool, max_supported_len
 
-__all__ = ["NTK_SEQ_LEN_ATTR", "engine_kwargs_for_pool", "max_supported_len"]
+# The request's vllm_xargs key (SamplingParams.extra_args) naming the sequence
+# length whose dynamic NTK base the engine rotates that request with; the
+# ingress sets it (deployments/routing/rope_base.py), clients may not.
+ROPE_SEQ_LEN_XARG = "longctx_rope_seq_len"
+
+__all__ = ["NTK_SEQ_LEN_ATTR", "ROPE_SEQ_LEN_XARG", "engine_kwargs_for_pool", "max_supported_len"]

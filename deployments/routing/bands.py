@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cluster.config import ClusterConfig, PoolConfig
+from deployments.routing.rope_base import RopeChoice
 
 
 class UnknownModel(LookupError):
@@ -33,6 +34,8 @@ class RouteDecision:
     pool: PoolConfig
     prompt_tokens: int
     max_tokens: int
+    rope: RopeChoice | None = None
+    """The rotary length the pool's engine uses for it (routing.rope_base); None: stock rotary."""
 
 
 class BandPolicy:

@@ -11,6 +11,7 @@ from deployments.documents.backends.sqlite import SQLiteDocumentStore
 from deployments.documents.warm import Warmer
 from deployments.errors import APIError, ErrorCode
 from deployments.routing.bands import BandPolicy
+from deployments.routing.rope_base import RopeBasePolicy
 from tests.support.documents import doc
 
 IL25 = "internlm2_5-7b-chat-1m"
@@ -22,6 +23,7 @@ class FakePath:
     def __init__(self, outcomes):
         self.cluster = load_config(str(profile_path("cpu-demo")))
         self.bands = BandPolicy(self.cluster)
+        self.rope = RopeBasePolicy(self.cluster)
         self.outcomes = list(outcomes)
         self.calls = []
         self.seen_states = []
@@ -94,3 +96,16 @@ def test_document_too_large_for_any_pool_is_413(tmp_path):
     with pytest.raises(APIError) as e:
         warmer.decision(IL25, 10_200, 128)
     assert e.value.status_code == 413 and e.value.code == "document_too_large"
+
+
+def test_warm_up_is_rotated_as_the_documents_questions_are(tmp_path):
+    # cpu-demo's il25-long rotates each prompt for its own length, except a
+    # document's questions: one length (prefix + question budget) for all, so
+    # the warm-up must fill the cache under that length and salt.
+    path = FakePath([])
+    decision = Warmer(path, SQLiteDocumentStore(tmp_path)).decision(IL25, 5000, 128)
+    assert decision.pool.name == "il25-long" and decision.rope.seq_len == 5128
+    for question_tokens in (9, 60):
+        question = path.rope.choose(decision.pool, 5000 + question_tokens, document_seq_len=5128)
+        assert question.cache_salt(None) == decision.rope.cache_salt(None)
+        assert question.xargs() == decision.rope.xargs()
