@@ -27,6 +27,11 @@ from benchmarks.common.replicas import replica_restarts
 
 MODEL = "internlm2_5-7b-chat-1m"
 ROUTERS = ("affinity", "power_of_two", "prefix_cache")
+# Router names beyond the policies: the affinity policy with another placement
+# of new documents (affinity_ring: the consistent-hash placement it had before
+# placement by load became the default).
+ROUTER_OVERRIDES = {"affinity_ring": ["pools.il25-qa.routing.policy=affinity",
+                                      "pools.il25-qa.routing.placement=ring"]}
 QUESTIONS = [
     "Which party carries the obligations in clause 4?",
     "Summarise the termination terms.",
@@ -86,7 +91,7 @@ def ask_streaming(client: httpx.Client, doc_id: str, question: str, model: str |
 @contextmanager
 def running_cluster(router: str, args) -> Iterator[httpx.Client]:
     """The profile ``args.profile`` with ``router`` on its pool, and a client of it; stopped on exit."""
-    overrides = [f"pools.il25-qa.routing.policy={router}",
+    overrides = [*ROUTER_OVERRIDES.get(router, [f"pools.il25-qa.routing.policy={router}"]),
                  f"documents.store.data_dir={args.data_dir}/{router}-{int(time.time())}"]
     with LocalCluster(Path(args.profile), overrides, source=f"doc_qa {router}") as cluster:
         with httpx.Client(base_url=cluster.url, timeout=1800) as client:

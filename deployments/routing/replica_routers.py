@@ -29,7 +29,8 @@ class ReplicaRouter:
 def _affinity_kwargs(pool: PoolConfig, capacity_tokens: int | None) -> dict[str, Any]:
     # A replica running fewer sequences than its engine batches at once is
     # never "overloaded": min_load is the engine's max_num_seqs.
-    kwargs: dict[str, Any] = {"load_factor": pool.routing.load_factor, "min_load": pool.engine.max_num_seqs}
+    kwargs: dict[str, Any] = {"load_factor": pool.routing.load_factor, "min_load": pool.engine.max_num_seqs,
+                              "placement": pool.routing.placement}
     if capacity_tokens:
         # With a tier, keys follow the replica that holds their KV (residency.py).
         kwargs["capacity_tokens"] = capacity_tokens

@@ -36,7 +36,12 @@ def test_routers_are_named_by_class(policy, router):
 
 def test_affinity_takes_its_bound_from_the_pool():
     config = request_router_config(pool_with(policy="affinity", load_factor=1.5))
-    assert config["request_router_kwargs"] == {"load_factor": 1.5, "min_load": 6}
+    assert config["request_router_kwargs"] == {"load_factor": 1.5, "min_load": 6, "placement": "load"}
+
+
+def test_affinity_placement_comes_from_the_pool():
+    config = request_router_config(pool_with(policy="affinity", placement="ring"))
+    assert config["request_router_kwargs"]["placement"] == "ring"
 
 
 def test_power_of_two_keeps_serves_default():

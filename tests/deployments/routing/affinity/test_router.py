@@ -1,10 +1,11 @@
-"""DocumentAffinityRouter at the router level: ring order, and a KV tier's holder kept.
+"""DocumentAffinityRouter at the router level: ring order, a KV tier's holder kept, placement by load.
 
 Real Serve router objects with stand-in replicas (only what the router reads:
 ids, node, zone); no cluster is started.
 """
 
 import asyncio
+import itertools
 from types import SimpleNamespace
 
 import pytest
@@ -38,27 +39,35 @@ def make_router(replicas, **kwargs):
     return router
 
 
-def request(key: str, tokens: int = 1000):
+REQUEST_IDS = itertools.count()
+
+
+def request(key: str, tokens: int = 1000, request_id: str | None = None, loop=None):
     return SimpleNamespace(
-        metadata=SimpleNamespace(session_id=key),
+        metadata=SimpleNamespace(session_id=key, internal_request_id=request_id or f"r{next(REQUEST_IDS)}"),
         routing_context=SimpleNamespace(should_backoff=False),
         args=[SimpleNamespace(prompt=list(range(tokens)))],
+        future=(loop or asyncio.new_event_loop()).create_future(),
     )
 
 
-def first_choice(router, replicas, key, tokens=1000):
-    ranks = router._lazily_fetched_loop.run_until_complete(router.choose_replicas(replicas, request(key, tokens)))
+def first_choice(router, replicas, key, tokens=1000, request_id=None):
+    loop = router._lazily_fetched_loop
+    ranks = loop.run_until_complete(router.choose_replicas(replicas, request(key, tokens, request_id, loop)))
     return ranks[0][0].replica_id.unique_id
 
 
-def routed(router, replica_id_str, key, tokens=1000):
-    replica = next(r for r in router._replicas.values() if r.replica_id.unique_id == replica_id_str)
-    router.on_request_routed(request(key, tokens), replica.replica_id, None)
+def replica_id(router, unique_id):
+    return next(r for r in router._replicas.values() if r.replica_id.unique_id == unique_id).replica_id
 
 
-def test_without_a_tier_the_ring_decides_and_follows_scale_up():
+def routed(router, replica_id_str, key, tokens=1000, request_id=None):
+    router.on_request_routed(request(key, tokens, request_id), replica_id(router, replica_id_str), None)
+
+
+def test_ring_placement_without_a_tier_follows_scale_up():
     a, b = FakeReplica("a"), FakeReplica("b")
-    router = make_router([a, b])
+    router = make_router([a, b], placement="ring")
     keys = [f"doc:{i}" for i in range(40)]
     before = {k: first_choice(router, [a, b], k) for k in keys}
     for k in keys:
@@ -72,7 +81,7 @@ def test_without_a_tier_the_ring_decides_and_follows_scale_up():
 
 def test_with_a_tier_documents_stay_on_the_replica_that_holds_them():
     a, b = FakeReplica("a"), FakeReplica("b")
-    router = make_router([a, b], capacity_tokens=1_000_000)
+    router = make_router([a, b], capacity_tokens=1_000_000, placement="ring")
     keys = [f"doc:{i}" for i in range(40)]
     before = {k: first_choice(router, [a, b], k) for k in keys}
     for k in keys:
@@ -88,7 +97,7 @@ def test_with_a_tier_documents_stay_on_the_replica_that_holds_them():
 
 def test_evicted_documents_return_to_the_ring():
     a, b = FakeReplica("a"), FakeReplica("b")
-    router = make_router([a, b], capacity_tokens=2500)
+    router = make_router([a, b], capacity_tokens=2500, placement="ring")
     key = next(k for k in (f"doc:{i}" for i in range(100)) if first_choice(router, [a, b], k) == "a")
     routed(router, "b", key)  # served by b once (e.g. a was over its load bound)
     assert first_choice(router, [a, b], key) == "b"
@@ -108,7 +117,7 @@ def test_holder_over_the_load_bound_is_skipped():
 
 def test_a_replica_that_leaves_takes_its_documents_with_it():
     a, b, c = FakeReplica("a"), FakeReplica("b"), FakeReplica("c")
-    router = make_router([a, b, c], capacity_tokens=1_000_000)
+    router = make_router([a, b, c], capacity_tokens=1_000_000, placement="ring")
     key = next(k for k in (f"doc:{i}" for i in range(100)) if first_choice(router, [a, b, c], k) == "a")
     routed(router, "c", key)
     router.update_replicas([a, b])
@@ -126,3 +135,75 @@ def test_residency_counts_tokens_in_lru_order():
     assert residency.holder("huge") is None
     with pytest.raises(ValueError):
         KVResidency(0)
+
+
+def test_a_new_document_goes_to_the_replica_with_the_least_prefill_outstanding():
+    a, b = FakeReplica("a"), FakeReplica("b")
+    router = make_router([a, b])
+    # Two documents whose ring puts both on a (what hash placement did on the GPU).
+    first, second = [k for k in (f"doc:{i}" for i in range(200))
+                     if router._lookup_ranked_replicas(k)[0] == a.replica_id][:2]
+    routed(router, first_choice(router, [a, b], first, 16_000, "cold-1"), first, 16_000, request_id="cold-1")
+    assert router.prefill_tokens(a.replica_id) == 16_000
+    assert first_choice(router, [a, b], second, 16_000) == "b"
+
+
+def test_follow_ups_stay_on_the_holder_and_count_only_their_question():
+    a, b = FakeReplica("a"), FakeReplica("b")
+    router = make_router([a, b])
+    routed(router, first_choice(router, [a, b], "doc:x", 16_000, "cold"), "doc:x", 16_000, request_id="cold")
+    holder = router._residency.holder("doc:x").unique_id
+    # The holder is busy prefilling the document, the other idle: the
+    # follow-up still goes to the holder (a cache hit beats a cold prefill)
+    # and adds only its 40 new tokens.
+    assert first_choice(router, [a, b], "doc:x", 16_040, "warm") == holder
+    routed(router, holder, "doc:x", 16_040, request_id="warm")
+    assert router.prefill_tokens(replica_id(router, holder)) == 16_040
+    router.on_request_completed(replica_id(router, holder), "cold")
+    router.on_request_completed(replica_id(router, holder), "warm")
+    assert router.prefill_tokens(replica_id(router, holder)) == 0
+    assert first_choice(router, [a, b], "doc:x", 16_050) == holder
+
+
+def test_ties_follow_the_keys_ring_so_every_ingress_agrees_on_an_idle_pool():
+    a, b, c = FakeReplica("a"), FakeReplica("b"), FakeReplica("c")
+    for key in (f"doc:{i}" for i in range(30)):
+        one, other = make_router([a, b, c]), make_router([a, b, c])
+        ring_first = one._lookup_ranked_replicas(key)[0].unique_id
+        assert first_choice(one, [a, b, c], key) == first_choice(other, [a, b, c], key) == ring_first
+
+
+def test_work_routed_but_not_yet_confirmed_counts_for_the_next_new_document():
+    a, b = FakeReplica("a"), FakeReplica("b")
+    router = make_router([a, b])
+    first, second = [k for k in (f"doc:{i}" for i in range(200))
+                     if router._lookup_ranked_replicas(k)[0] == a.replica_id][:2]
+    # Both chosen before Serve confirms either (two cold questions sent together).
+    assert first_choice(router, [a, b], first, 16_000) == "a"
+    assert first_choice(router, [a, b], second, 16_000) == "b"
+
+
+def test_a_request_never_routed_gives_its_prefill_back():
+    a, b = FakeReplica("a"), FakeReplica("b")
+    router = make_router([a, b])
+    loop = router._lazily_fetched_loop
+    pending = request("doc:y", 16_000, loop=loop)
+    [[chosen], _] = loop.run_until_complete(router.choose_replicas([a, b], pending))
+    assert router.prefill_tokens(chosen.replica_id) == 16_000
+    pending.future.cancel()
+    loop.run_until_complete(asyncio.sleep(0))  # done callbacks run on the loop
+    assert router.prefill_tokens(chosen.replica_id) == 0
+
+
+def test_a_replica_that_leaves_takes_its_prefill_with_it():
+    a, b = FakeReplica("a"), FakeReplica("b")
+    router = make_router([a, b])
+    routed(router, "a", "doc:z", 5_000)
+    router.update_replicas([b])
+    router.update_replicas([a, b])
+    assert router.prefill_tokens(a.replica_id) == 0
+
+
+def test_placement_must_be_known():
+    with pytest.raises(ValueError):
+        make_router([FakeReplica("a")], placement="random")
