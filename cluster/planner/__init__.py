@@ -33,6 +33,8 @@ few percent; a pool that fits only by less than that margin is flagged.
   report.py        format_table, format_report, failures
   kv_tier.py       TierPlan, plan_tier: a pool's host-RAM KV tier (documents held,
                    reload vs prefill), replica_capacity_tokens for the router
+  rotary.py        RotaryPlan, plan_rotary: rotary-table memory of a pool past the native
+                   window, against a cos/sin cache per base of its rope_base mode
   ttft.py          cold_ttft_s (prefill of the band maximum), timeout_warnings,
                    health_check_settings
   command.py       the ``plan`` subcommand

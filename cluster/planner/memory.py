@@ -14,6 +14,7 @@ from cluster.config import ClusterConfig, PoolConfig
 from cluster.planner.architecture import Architecture, element_bytes, resolve_architecture, valid_tensor_parallel
 from cluster.planner.base import FrozenModel, PlanError
 from cluster.planner.kv_tier import TierPlan, plan_tier
+from cluster.planner.rotary import RotaryPlan, plan_rotary
 from cluster.planner.ttft import cold_ttft_s
 
 GIB = 1024**3
@@ -79,6 +80,9 @@ class PoolPlan(FrozenModel):
     )
     kv_tier: TierPlan | None = Field(
         default=None, description="The pool's host-RAM KV tier (cluster/planner/kv_tier.py); None without one."
+    )
+    rotary: RotaryPlan | None = Field(
+        default=None, description="Rotary tables past the native window (cluster/planner/rotary.py); None inside it."
     )
 
 
@@ -245,6 +249,7 @@ def plan_pool(
         min_tensor_parallel_size=min_tp, cold_ttft_s=cold_ttft_s(cluster, pool),
         kv_tier=plan_tier(
             cluster, pool, arch, tp=tp, kv_bytes_per_token_group=kv_device * tp, gpu_kv_tokens=capacity),
+        rotary=plan_rotary(cluster, pool, arch.head_dim),
     )
 
 

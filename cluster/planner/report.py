@@ -100,6 +100,29 @@ def tier_lines(plans: list[PoolPlan]) -> list[str]:
     return lines
 
 
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", KIB)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} B"
+
+
+def rotary_lines(plans: list[PoolPlan]) -> list[str]:
+    """Each long pool's rotary tables (per worker, every mode) against a cos/sin cache per base."""
+    lines = []
+    for p in plans:
+        r = p.rotary
+        if r is None:
+            continue
+        caches = {None: "one per prompt length", 1: "one"}.get(r.bases, f"{r.bases}, one per bucket")
+        lines.append(
+            f"rope {p.pool} ({r.mode} mode): rotary tables {_bytes(r.table_bytes)} per worker, "
+            f"{_bytes(r.step_bytes)} per forward; a cos/sin cache per base would take "
+            f"{_bytes(r.cache_bytes_per_base)} each ({caches})"
+        )
+    return lines
+
+
 def format_report(plans: list[PoolPlan], markdown: bool = False) -> str:
     out = [format_table(plans, markdown)]
     for p in plans:
@@ -110,6 +133,9 @@ def format_report(plans: list[PoolPlan], markdown: bool = False) -> str:
     tiers = tier_lines(plans)
     if tiers:
         out.extend(["", *tiers])
+    rotary = rotary_lines(plans)
+    if rotary:
+        out.extend(["", *rotary])
     return "\n".join(out)
 
 
