@@ -15,7 +15,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks"
 # Every command benchmarks/README.md gives, by module.
-ENTRY_POINTS = ("benchmarks.cpu.doc_qa", "benchmarks.cpu.ingress_overhead", "benchmarks.gpu.validate",
+ENTRY_POINTS = ("benchmarks.cpu.doc_qa", "benchmarks.cpu.ingress_overhead", "benchmarks.cpu.rope_base",
+                "benchmarks.gpu.validate",
                 "benchmarks.gpu.tp4_1m")
 
 
