@@ -17,6 +17,10 @@ class StageLog:
         self.data: dict = {"stage": stage, "command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                            "versions": versions()}
 
+    def rename(self, name: str) -> None:
+        """Write to ``RESULTS/<name>.json`` instead: a stage run in parts (e.g. one command per prompt length)."""
+        self.path = self.path.with_name(f"{name}.json")
+
     def put(self, key: str, value) -> None:
         self.data[key] = value
         self.flush()

@@ -9,6 +9,7 @@ Run from the repository root: ``python -m benchmarks.gpu.validate STAGE --result
   correctness.py  (b) next-token logprobs through the router against the plain-PyTorch reference
   doc_qa.py       (d) document QA per replica router at 128k tokens
   kv_tier.py      questions on GPU-evicted documents, host-RAM KV tier off vs on (issue 11)
+  warm_path.py    warm follow-ups and short requests, our API against `vllm serve` (issue 27)
   summary.py      the stage files folded into summary.json and doc_qa.png
   rope_ab.py      no stage: InternLM3's rope variants with the GPU's clock, for the summary
 """

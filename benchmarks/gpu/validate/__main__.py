@@ -31,6 +31,12 @@ Stages:
   doc_qa        (d) 128k-token documents, two replicas, per router
   kv_tier       issue 11: questions on GPU-evicted 128k documents, host-RAM
                 KV tier off vs on
+  warm_path     issue 27: warm follow-up TTFT at 128k and 400k tokens, our API
+                against `vllm serve` (same checkpoint and engine arguments),
+                and short_overhead_http while both are up; --warm-lengths
+                picks the lengths of one command (warm_path-<lengths>.json)
+  short_overhead_http  issue 27: 1k-token requests, our API (proxy, direct
+                ingress) against `vllm serve`, interleaved, alone
   summary       summary.json + doc_qa.png from the stage files
 
 The stack must already be importable (PYTHONPATH=repo:site from the wheel
@@ -51,6 +57,7 @@ from benchmarks.gpu.validate.overhead import stage_overhead
 from benchmarks.gpu.validate.serve import stage_serve
 from benchmarks.gpu.validate.stock import stage_stock
 from benchmarks.gpu.validate.summary import stage_summary
+from benchmarks.gpu.validate.warm_path import stage_short_overhead_http, stage_warm_path
 from benchmarks.gpu.validated_models import DEFAULT_MODEL, VALIDATED_MODELS
 
 PROFILES = Path(__file__).resolve().parents[3] / "benchmarks" / "profiles"
@@ -63,6 +70,8 @@ STAGES = {
     "correctness": stage_correctness,
     "doc_qa": stage_doc_qa,
     "kv_tier": stage_kv_tier,
+    "warm_path": stage_warm_path,
+    "short_overhead_http": stage_short_overhead_http,
     "summary": stage_summary,
 }
 
@@ -89,6 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kv-tier-documents", type=int, default=4, help="working set, in documents")
     parser.add_argument("--kv-tier-rounds", type=int, default=1, help="evicted + GPU-resident rounds")
     parser.add_argument("--kv-tier-order", type=lambda s: s.split(","), default=["off", "on"])
+    parser.add_argument("--warm-lengths", type=int, nargs="*", default=[128_000],
+                        help="warm_path: document lengths in tokens (those fitting --warm-shared-profile run with "
+                        "both servers up, the others one server at a time: 400000 takes a command of its own)")
+    parser.add_argument("--warm-questions", type=int, default=10, help="warm_path: follow-ups per document and arm")
+    parser.add_argument("--warm-arms", default="vllm_serve,ours",
+                        help="warm_path: the servers of this command (one of them: a run split in two)")
+    parser.add_argument("--warm-profile", type=Path, default=PROFILES / "warm-path-h100.yaml",
+                        help="warm_path: one server at a time (long documents)")
+    parser.add_argument("--warm-shared-profile", type=Path, default=PROFILES / "warm-path-shared-h100.yaml",
+                        help="warm_path, short_overhead_http: both servers up at once")
+    parser.add_argument("--http-overhead-repeats", type=int, default=40,
+                        help="short_overhead_http rounds (warm_path: while both servers are up; 0 skips)")
+    parser.add_argument("--vllm-serve-with-rope-plugin", action="store_true",
+                        help="warm_path: vllm serve with our RoPE plugin (default: stock, VLLM_PLUGINS=none)")
     args = parser.parse_args(argv)
     return run_stage(STAGES, args, "benchmarks.gpu.validate", argv, VALIDATED_MODELS[args.model].results_prefix)
 

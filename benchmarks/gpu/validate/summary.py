@@ -8,6 +8,7 @@ import statistics
 from benchmarks.common import document_qa
 from benchmarks.gpu.validate import rope_ab
 from benchmarks.gpu.validate.kv_tier import HEADLINE_KEYS
+from benchmarks.gpu.validate.warm_path import warm_rows
 from benchmarks.gpu.validated_models import DEFAULT_MODEL, VALIDATED_MODELS
 
 C2_RUN_KEYS = ("repeats", "ours_ms", "engine_ms", "ratio", "serve_throughput_optimized", "ours_direct_ingress_ms",
@@ -46,6 +47,27 @@ def model_summary(serve_: dict, stock: dict, correct: dict, short_pool: str) -> 
     }
 
 
+def warm_path_summary(results) -> tuple[list[dict] | None, list[dict] | None]:
+    """Issue 27's rows: warm follow-ups (tokens, ours_s, vllm_serve_s, ratio, card) and short requests over HTTP.
+
+    A length measured in parts (one command per server, ``--warm-arms``) is put
+    back together from the files' samples, per card: no row mixes two cards.
+    """
+    merged: dict[str, dict] = {}
+    overhead = []
+    for path in sorted([*results.glob("warm_path-*.json"), *results.glob("short_overhead_http.json")]):
+        stage = json.loads(path.read_text())
+        card = stage.get("card")
+        into = merged.setdefault(card, {"card": card, "samples": {}, "modes": {}, "documents": {}})
+        for tokens, arms in stage.get("samples", {}).items():
+            into["samples"].setdefault(tokens, {}).update(arms)
+        into["modes"].update(stage.get("modes", {}))
+        into["documents"].update(stage.get("documents", {}))
+        overhead += [{**row, "file": path.name} for row in stage.get("short_overhead_http", [])]
+    rows = [row for card in sorted(merged, key=str) for row in warm_rows(merged[card])]
+    return rows or None, overhead or None
+
+
 def stage_summary(args, _log=None) -> None:
     results = args.results
 
@@ -65,6 +87,7 @@ def stage_summary(args, _log=None) -> None:
     # The second model's serve, stock and correctness stages (benchmarks.gpu.validate --model).
     il3 = VALIDATED_MODELS["internlm3-8b-instruct"]
     il3_stages = [read(il3.results_prefix + stage) for stage in ("serve", "stock", "correctness")]
+    warm_path, short_overhead_http = warm_path_summary(results)
     summary = {
         "gpu": v.get("gpu"), "ray": v.get("ray"), "vllm": v.get("vllm"), "torch": v.get("torch"),
         "python": v.get("python"),
@@ -91,6 +114,9 @@ def stage_summary(args, _log=None) -> None:
         "doc_qa_not_measured": qa.get("not_measured"),
         # Issue 11's headline (kv_tier.json has the per-question detail).
         "kv_tier": {k: tier[k] for k in HEADLINE_KEYS if k in tier} or None,
+        # Issue 27: warm follow-ups and 1k-token requests, our API against `vllm serve` on one GPU.
+        "warm_path": warm_path,
+        "short_overhead_http": short_overhead_http,
         # InternLM3-8B-Instruct on its own one-GPU profile: the same (a), (b), (c).
         # Its prefill past the window: our engine and stock vLLM's rope variants with the GPU's clock.
         "internlm3": {"model": il3.model, **model_summary(*il3_stages, il3.short_pool),
