@@ -130,7 +130,8 @@ class ModelConfig(StrictModel):
             self.native_context = int(hf["max_position_embeddings"])
         if self.rope_scaling is None and hf.get("rope_scaling"):
             self.rope_scaling = dict(hf["rope_scaling"])
-        if self.rotary_dim is None:
+        # Assigned only when found: each assignment validates the model again.
+        if self.rotary_dim is None and _rotary_dim(hf) is not None:
             self.rotary_dim = _rotary_dim(hf)
         return self
 
