@@ -18,7 +18,9 @@ Why, as seen on the H200 with two pools sharing the GPU (ray 2.58 + vLLM 0.26):
 
 The lock is an exclusive ``flock`` on a node-local file, released by the
 kernel when the holder exits, crashed or not. The cost: k engines on one node
-start one after another rather than together.
+start one after another rather than together, so only engines that take GPUs
+hold it: both reasons are GPU ones, and CPU engines (vLLM's multiprocessing
+executor, a KV cache of a configured size) start side by side.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import fcntl
 import os
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Iterable, Mapping
 
 DEFAULT_LOCK_PATH = Path("/tmp/longctx-engine-start.lock")
 
@@ -43,3 +45,8 @@ async def engine_start_lock(path: Path = DEFAULT_LOCK_PATH) -> AsyncIterator[Non
         yield
     finally:
         os.close(fd)  # closing drops the lock
+
+
+def starts_one_at_a_time(placement_bundles: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether an engine with these placement-group bundles takes the lock: it does when it takes a GPU."""
+    return any(float(bundle.get("GPU", 0)) > 0 for bundle in placement_bundles)

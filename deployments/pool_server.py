@@ -2,12 +2,13 @@
 
 Why a subclass: completions must say which engine replica answered, which
 Ray Serve LLM does not. Each completions stream gains one leading replica
-tag (the protocol is deployments/replica_tag.py). And engines on one node
-start one at a time (deployments/engine_start.py). Nothing else changes.
+tag (the protocol is deployments/replica_tag.py). And GPU engines on one
+node start one at a time (deployments/engine_start.py). Nothing else changes.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, AsyncGenerator
 
 from ray import serve
@@ -16,14 +17,15 @@ from ray import serve
 # deprecated shim in 2.58.
 from ray.serve.llm.deployment import LLMServer
 
-from deployments.engine_start import engine_start_lock
+from deployments.engine_start import engine_start_lock, starts_one_at_a_time
 from deployments.replica_tag import tag_stream
 
 
 class PoolServer(LLMServer):
     async def __init__(self, llm_config, **kwargs):
-        # One engine start at a time per node (deployments/engine_start.py).
-        async with engine_start_lock():
+        # One GPU engine start at a time per node (deployments/engine_start.py).
+        bundles = (llm_config.placement_group_config or {}).get("bundles", [])
+        async with engine_start_lock() if starts_one_at_a_time(bundles) else nullcontext():
             await super().__init__(llm_config, **kwargs)
 
     async def completions(self, request, raw_request_info=None) -> AsyncGenerator[Any, None]:

@@ -70,3 +70,12 @@ def test_waiting_does_not_block_the_event_loop(tmp_path):
 async def _enter(lock):
     async with engine_start_lock(lock):
         pass
+
+
+def test_only_engines_that_take_a_gpu_start_one_at_a_time():
+    from deployments.engine_start import starts_one_at_a_time
+
+    assert starts_one_at_a_time([{"CPU": 1, "GPU": 1}])
+    assert starts_one_at_a_time([{"CPU": 1}, {"GPU": 0.4}])  # engines sharing a GPU
+    assert not starts_one_at_a_time([{"CPU": 2}])  # vLLM's CPU backend
+    assert not starts_one_at_a_time([{"CPU": 1, "GPU": 0}, {"CPU": 1}])
