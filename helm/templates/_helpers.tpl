@@ -158,7 +158,10 @@ nodes of one product: defaultAccelerator's (_lifecycle.tpl). */ -}}
 {{- $initial := $min -}}
 {{- if and (hasKey $r "initial") (not (kindIs "invalid" $r.initial)) -}}{{- $initial = int $r.initial -}}{{- end -}}
 {{- if not (hasKey $groups $name) -}}
-{{- $_ := set $groups $name (dict "name" $name "accelerator" $acc "devices" $tp "device" $device "minReplicas" 0 "maxReplicas" 0 "replicas" 0 "pools" list "models" list "kvTierGi" 0) -}}
+{{- /* resource: the Ray custom resource only this group's pods advertise and
+its pools' bundles ask for (rayservice.yaml), so a replica lands only in a pod
+of its own shape. */ -}}
+{{- $_ := set $groups $name (dict "name" $name "accelerator" $acc "devices" $tp "device" $device "minReplicas" 0 "maxReplicas" 0 "replicas" 0 "pools" list "models" list "kvTierGi" 0 "resource" (printf "longctx-group-%s" $name)) -}}
 {{- $order = append $order $name -}}
 {{- end -}}
 {{- $g := get $groups $name -}}
@@ -251,13 +254,6 @@ default; set explicitly so RAY_SERVE_THROUGHPUT_OPTIMIZED cannot turn it off. */
   value: "1"
 - name: RAY_SERVE_LOG_TO_STDERR
   value: "1"
-{{- end }}
-{{- if .Values.auth.enabled }}
-- name: LONGCTX_API_KEYS
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "longctx.apiKeySecretName" . }}
-      key: {{ .Values.auth.secretKey }}
 {{- end }}
 {{- with include "longctx.redisSecretName" . }}
 {{- /* The documents' Redis password, for the store of every ingress replica
@@ -356,61 +352,7 @@ externalStorageNamespace: {{ . | quote }}
 {{- end }}
 {{- end -}}
 
-{{/* The download init container. Args: ctx, models (served names), patterns. */}}
-{{- define "longctx.downloadInit" -}}
-{{- $ctx := .ctx -}}
-{{- $cluster := include "longctx.cluster" $ctx | fromYaml -}}
-{{- $dl := $ctx.Values.weights.download -}}
-{{- $jobs := list -}}
-{{- range $model := .models -}}
-{{- $src := get $dl.models $model -}}
-{{- if not $src -}}
-{{- fail (printf "weights.source is download but weights.download.models has no entry for model %s" $model) -}}
-{{- end -}}
-{{- $m := get $cluster.models $model -}}
-{{- $jobs = append $jobs (dict "repo" $src.repo "revision" ($src.revision | default "main") "dir" (include "longctx.expandPath" $m.path) "patterns" $.patterns) -}}
-{{- end }}
-- name: fetch-weights
-  image: {{ default (include "longctx.image" $ctx) $dl.image }}
-  imagePullPolicy: {{ $ctx.Values.image.pullPolicy }}
-  {{- with $ctx.Values.containerSecurityContext }}
-  securityContext:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  command: ["python", "-c"]
-  args:
-    - |
-      import json, os
-      from huggingface_hub import snapshot_download
-      # Files already present are skipped, so a restarted pod resumes.
-      for job in json.loads(os.environ["LONGCTX_DOWNLOADS"]):
-          snapshot_download(job["repo"], revision=job["revision"], local_dir=job["dir"],
-                            allow_patterns=job["patterns"] or None)
-  env:
-    - name: LONGCTX_DOWNLOADS
-      value: {{ toJson $jobs | quote }}
-    {{- with $dl.hfTokenSecret.name }}
-    - name: HF_TOKEN
-      valueFrom:
-        secretKeyRef: {name: {{ . }}, key: {{ $dl.hfTokenSecret.key }}}
-    {{- end }}
-  volumeMounts:
-    - {name: models, mountPath: {{ $ctx.Values.weights.mountPath }}}
-{{- end -}}
-
-{{- define "longctx.modelsVolume" -}}
-{{- $w := .Values.weights -}}
-{{- if eq $w.source "pvc" }}
-- name: models
-  persistentVolumeClaim:
-    claimName: {{ required "weights.pvc.claimName is required when weights.source is pvc" $w.pvc.claimName }}
-    readOnly: true
-{{- else if eq $w.source "download" }}
-- name: models
-  emptyDir:
-    sizeLimit: {{ $w.download.sizeLimit }}
-{{- end }}
-{{- end -}}
+{{/* The weights: their init containers and volume are in _weights.tpl. */}}
 
 {{- define "longctx.modelsMount" -}}
 {{- if ne .Values.weights.source "none" }}
