@@ -6,6 +6,7 @@
   run PROFILE           start Ray (or join one) and serve the profile
   plan PROFILE          capacity plan: does each pool fit its GPUs?
   drain-node            drain this Ray node, waiting for its requests (the chart's preStop)
+  smoke                 one completion per pool and a document round trip (the chart's `helm test`)
 """
 
 from __future__ import annotations
@@ -274,6 +275,13 @@ def cmd_drain_node(args) -> int:
         ray.shutdown()
 
 
+def cmd_smoke(args) -> int:
+    from cluster.smoke import api_key_from_file, run_smoke
+
+    key = api_key_from_file(Path(args.api_key_file)) if args.api_key_file else None
+    return 1 if run_smoke(args.base_url, key, args.timeout_s, say=lambda line: print(line, flush=True)) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cluster", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -323,6 +331,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--node-id", default=None, help="hex id of the node to drain (default: this process's node)")
     p.add_argument("--reason", default="pod terminating (preStop)", help="message recorded with the drain")
     p.set_defaults(func=cmd_drain_node)
+
+    p = sub.add_parser("smoke", help="check a running cluster: one completion per pool, a document uploaded, "
+                                     "asked and deleted (cluster/smoke.py; the chart's helm test)")
+    p.add_argument("--base-url", default="http://127.0.0.1:8000", help="the API's URL, without /v1")
+    p.add_argument("--api-key-file", default=None,
+                   help="a keys file (the cluster's format); its first key is sent as the bearer token")
+    p.add_argument("--timeout-s", type=float, default=300.0,
+                   help="how long the whole check may wait on a full or starting pool (429/503) and on a reply")
+    p.set_defaults(func=cmd_smoke)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -125,8 +125,8 @@ def test_incremental_upgrade_renders_options_kuberay_accepts(chart):
         "clusterUpgradeOptions": {"gatewayClassName": "istio", "maxSurgePercent": 25, "stepSizePercent": 25,
                                   "intervalSeconds": 300}}
     # KubeRay creates no serve Service then: the smoke test goes to the head's Service.
-    hook = the(docs, "Pod")["spec"]["containers"][0]["args"][0]
-    assert "lc-longctx-cluster-head-svc:8000/v1/models" in hook
+    hook = the(docs, "Pod")["spec"]["containers"][0]["args"]
+    assert "--base-url=http://lc-longctx-cluster-head-svc:8000" in hook
 
 
 @pytest.mark.parametrize("values, message", [
