@@ -7,7 +7,6 @@ CRD, and the serveConfigV2 must load with the project's own config loader.
 
 from __future__ import annotations
 
-import base64
 import importlib
 import json
 
@@ -132,7 +131,8 @@ def test_serve_config_is_the_profile_and_loads(values, case, rendered):
     api_keys = values.get("auth", {}).get("enabled", True)
     assert cluster.ingress.auth.enabled is api_keys
     store = [o for o in app["args"]["overrides"] if o.startswith("documents.store.")]
-    assert cluster == load_config(profile, (["ingress.auth.enabled=true"] if api_keys else []) + store, env={})
+    keys = ["ingress.auth.enabled=true", "ingress.auth.keys_file=/etc/longctx/api-keys/keys"]  # test_api_keys.py
+    assert cluster == load_config(profile, (keys if api_keys else []) + store, env={})
     assert config["http_options"]["host"] == "0.0.0.0"
     assert config["http_options"]["request_timeout_s"] == cluster.ingress.request_timeout_s
 
@@ -149,9 +149,9 @@ def test_overrides_and_cluster_yaml_pass_through(chart):
     docs = render(chart, {"clusterYaml": profile, "overrides": ["pools.il25-short.max_ongoing_requests=3"]})
     args = serve_config(the(docs, "RayService"))["applications"][0]["args"]
     # The chart's own first (API keys, then the documents' Redis), the user's last, so they win.
-    assert args["overrides"][0] == "ingress.auth.enabled=true"
+    assert args["overrides"][:2] == ["ingress.auth.enabled=true", "ingress.auth.keys_file=/etc/longctx/api-keys/keys"]
     assert args["overrides"][-1] == "pools.il25-short.max_ongoing_requests=3"
-    assert all(o.startswith("documents.store.") for o in args["overrides"][1:-1])
+    assert all(o.startswith("documents.store.") for o in args["overrides"][2:-1])
     cluster = load_config(args["cluster"], args["overrides"], env={})
     assert cluster.pool("il25-short").max_ongoing_requests == 3
     assert cluster.pool("il25-short").accelerator_type == "H200"
@@ -176,9 +176,10 @@ def test_worker_groups_match_the_pools_gpu_shapes(values, case, rendered):
         gpus = int(limits["nvidia.com/gpu"])
         assert pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == limits["nvidia.com/gpu"]
         accelerator = group["template"]["metadata"]["labels"]["longctx.io/accelerator"]
-        # The pools request accelerator_type:<type>; the node must advertise it.
+        # The pools request accelerator_type:<type> and their group's own resource
+        # (tests/helm/test_shapes.py); the node must advertise both.
         resources = json.loads(json.loads(group["rayStartParams"]["resources"]))
-        assert resources == {f"accelerator_type:{accelerator}": 1}
+        assert resources == {f"accelerator_type:{accelerator}": 1, f"longctx-group-{group['groupName']}": 1}
         assert pod["nodeSelector"]["nvidia.com/gpu.product"]
         assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
         shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
@@ -226,21 +227,6 @@ def test_weights_from_pvc_are_mounted_read_only(rendered):
         assert mount["mountPath"] == "/models" and mount["readOnly"] is True
 
 
-def test_download_init_fetches_each_pods_models_to_the_profile_paths(rendered):
-    spec = the(rendered["a100-80g"], "RayService")["spec"]["rayClusterConfig"]
-    head_jobs = json.loads(spec["headGroupSpec"]["template"]["spec"]["initContainers"][0]["env"][0]["value"])
-    assert {j["dir"] for j in head_jobs} == {"/models/internlm2_5-7b-chat-1m",
-                                             "/models/internlm3-8b-instruct"}
-    assert all("*.json" in j["patterns"] for j in head_jobs)
-    groups = {g["groupName"]: g["template"]["spec"] for g in spec["workerGroupSpecs"]}
-    init = groups["a100-80g-x4"]["initContainers"][0]
-    jobs = json.loads(init["env"][0]["value"])
-    assert jobs == [{"repo": "internlm/internlm2_5-7b-chat-1m", "revision": "main",
-                     "dir": "/models/internlm2_5-7b-chat-1m", "patterns": []}]
-    assert any(e["name"] == "HF_TOKEN" for e in init["env"])
-    assert groups["a100-80g-x1"]["volumes"][-1]["emptyDir"]["sizeLimit"] == "80Gi"
-
-
 def test_model_path_outside_the_weights_volume_fails(chart):
     profile = yaml.safe_load((REPO / "deployments" / "a100-80g.yaml").read_text())
     profile["models"]["internlm3-8b-instruct"]["path"] = "/data/il3"
@@ -248,55 +234,7 @@ def test_model_path_outside_the_weights_volume_fails(chart):
         chart.render({"clusterYaml": yaml.safe_dump(profile)}, name="lc", namespace="llm")
 
 
-def _api_key_secrets(docs):
-    # The documents' Redis has a Secret of its own (test_documents_store.py).
-    return [s for s in kinds(docs, "Secret") if "api-keys" in s.get("data", {})]
-
-
-def _api_key_env(container):
-    return [e for e in container.get("env", []) if e["name"] == "LONGCTX_API_KEYS"]
-
-
-def test_auth_is_on_by_default_with_a_generated_secret(rendered):
-    docs = rendered["default"]
-    (secret,) = _api_key_secrets(docs)
-    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert len(secret["data"]["api-keys"]) > 40
-    for container in ray_containers(the(docs, "RayService")):
-        (env,) = _api_key_env(container)
-        assert env["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"]["name"], "key": "api-keys"}
-
-
-def test_the_app_checks_the_keys_the_chart_puts_on_the_pods(rendered):
-    from deployments.auth import KeyRing
-
-    docs = rendered["default"]
-    (secret,) = _api_key_secrets(docs)
-    key = base64.b64decode(secret["data"]["api-keys"]).decode()
-    args = serve_config(the(docs, "RayService"))["applications"][0]["args"]
-    # As the Serve app loads it on a pod, with the Secret in its environment.
-    cluster = load_config(args["cluster"], args.get("overrides", []), env={})
-    keys = KeyRing.from_config(cluster.ingress.auth, env={"LONGCTX_API_KEYS": key})
-    assert keys is not None
-    assert keys.principal(f"Bearer {key}") is not None
-    assert keys.principal("Bearer not-the-key") is None and keys.principal(None) is None
-    # auth.enabled: false (ci/h200-141g.yaml) leaves the profile's setting alone.
-    args = serve_config(the(rendered["h200-141g"], "RayService"))["applications"][0]["args"]
-    assert "ingress.auth.enabled=true" not in args.get("overrides", [])
-
-
-def test_existing_secret_is_referenced_not_created(rendered):
-    docs = rendered["h100-80g"]
-    assert _api_key_secrets(docs) == []
-    for container in ray_containers(the(docs, "RayService")):
-        (env,) = _api_key_env(container)
-        assert env["valueFrom"]["secretKeyRef"]["name"] == "longctx-api-keys"
-
-
-def test_auth_disabled_sets_no_keys(rendered):
-    docs = rendered["h200-141g"]
-    assert _api_key_secrets(docs) == []
-    assert all(not _api_key_env(c) for c in ray_containers(the(docs, "RayService")))
+# API keys (the Secret, its mount, rotation): tests/helm/test_api_keys.py.
 
 
 def test_api_service_and_ingress_agree(rendered):
