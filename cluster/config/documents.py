@@ -152,3 +152,10 @@ class DocumentsConfig(StrictModel):
         description="System prompt before every document (part of the cached prefix).",
     )
     max_questions: int = Field(default=16, ge=1, le=64, description="Questions per ask call.")
+    ids_cache_tokens: int = Field(
+        default=4_194_304,
+        ge=0,
+        description="Prefix token ids of recently asked documents each ingress replica keeps in "
+        "memory (about 36 bytes a token), so a question does not read its document back from the "
+        "store. 0: read it back every time.",
+    )

@@ -26,6 +26,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.responses import JSONResponse, Response
 
+from deployments.documents.ids_cache import PrefixIdsCache
 from deployments.documents.layout import DocumentLayout, decode_ids, encode_ids
 from cluster.config.documents import DocumentsConfig, StoreLimits
 from deployments.documents.errors import (
@@ -141,6 +142,7 @@ class DocumentService:
         self._layout = DocumentLayout(config.system_prompt)
         self._max_questions = config.max_questions
         self._layout_keys = {name: self._layout.key(tok) for name, tok in path.tokenizers.items()}
+        self._ids_cache = PrefixIdsCache(config.ids_cache_tokens)
         self._warmer = Warmer(path, store)
 
     def count(self) -> int:
@@ -182,6 +184,8 @@ class DocumentService:
             await asyncio.to_thread(self._store.put, doc, token_ids=blobs)
         except DocumentStoreError as exc:
             raise _store_error(exc) from None
+        for name in tokens:
+            self._ids_cache.put(doc.id, self._layout_keys[name], ids_by_model[name])
         state = None
         if warm:
             # The model questions default to: the upload's, else the first that fits.
@@ -262,6 +266,7 @@ class DocumentService:
     async def delete(self, request: Request, doc_id: str) -> dict:
         if not await _stored(self._store.delete, doc_id, request.state.principal):
             raise APIError(ErrorCode.DOCUMENT_NOT_FOUND, f"document {doc_id} does not exist", param="id")
+        self._ids_cache.discard(doc_id)
         return {"id": doc_id, "object": "document", "deleted": True}
 
     # --- warm --------------------------------------------------------------
@@ -310,12 +315,19 @@ class DocumentService:
                                               heartbeat=heartbeat)
 
     async def _prefix_ids(self, request: Request, meta: DocumentMeta, model: str) -> list[int]:
-        """The stored prefix ids; counted now (once) if the upload skipped this model."""
+        """The prefix ids (``meta`` was read for this caller: the document is
+        theirs): this replica's cached copy, else the stored ones; counted now
+        (once) if the upload skipped this model."""
         owner = request.state.principal
         layout_key = self._layout_keys[model]
+        cached = self._ids_cache.get(meta.id, layout_key)
+        if cached is not None:
+            return cached
         blob = await _stored(self._store.get_token_ids, meta.id, owner, layout_key)
         if blob is not None:
-            return decode_ids(blob)
+            ids = decode_ids(blob)
+            self._ids_cache.put(meta.id, layout_key, ids)
+            return ids
         doc = await _stored(self._store.get, meta.id, owner)
         if doc is None:
             raise APIError(ErrorCode.DOCUMENT_NOT_FOUND, f"document {meta.id} does not exist", param="id")
@@ -325,6 +337,7 @@ class DocumentService:
             await asyncio.to_thread(self._store.update_counts, meta.id, owner, tokens={model: len(ids)})
         except DocumentStoreError as exc:
             raise _store_error(exc) from None
+        self._ids_cache.put(meta.id, layout_key, ids)
         return ids
 
 

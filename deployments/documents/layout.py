@@ -18,6 +18,9 @@ from deployments.tokens import PromptTokenizer
 class DocumentLayout:
     def __init__(self, system_prompt: str):
         self.system_prompt = system_prompt
+        # Per model: the template's rendering of an empty document's prefix
+        # (constant; rendered once rather than per question).
+        self._short_prefix: dict[str, str] = {}
 
     def prefix_messages(self, text: str) -> list[dict[str, str]]:
         return [
@@ -40,7 +43,10 @@ class DocumentLayout:
         Renders with an empty document (rendering is cheap, tokenizing a 1M
         document is not) and takes the text after the prefix.
         """
-        short_prefix = tokenizer.render(self.prefix_messages(""), add_generation_prompt=False)
+        short_prefix = self._short_prefix.get(tokenizer.model_name)
+        if short_prefix is None:
+            short_prefix = tokenizer.render(self.prefix_messages(""), add_generation_prompt=False)
+            self._short_prefix[tokenizer.model_name] = short_prefix
         full = tokenizer.render(
             [*self.prefix_messages(""), {"role": "user", "content": question}], add_generation_prompt=True
         )
