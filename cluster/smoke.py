@@ -145,7 +145,12 @@ def steering_max_tokens(pool: dict) -> int:
 def api_key_from_file(path: Path) -> str:
     """The first key of a keys file in the cluster's format (deployments/api_key_file.py): one
     `principal:key` or bare key per line (or comma), `#` comments and blank lines skipped."""
-    for line in path.read_text().replace(",", "\n").splitlines():
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        # The chart mounts the Secret as optional: the file is missing until the Secret exists.
+        raise SystemExit(f"no API keys file at {path}: does the API keys' Secret exist?") from None
+    for line in text.replace(",", "\n").splitlines():
         entry = line.strip()
         if entry and not entry.startswith("#"):
             # A key has no ':' (RFC 6750's alphabet), so a bare key has nothing after one.

@@ -138,6 +138,12 @@ def test_the_first_key_of_a_keys_file(tmp_path, text, key):
     assert api_key_from_file(path) == key
 
 
+def test_a_missing_keys_file_says_so(tmp_path):
+    # The chart mounts the Secret as optional: the file is absent until the Secret exists.
+    with pytest.raises(SystemExit, match="no API keys file at .*/keys: does the API keys' Secret exist"):
+        api_key_from_file(tmp_path / "keys")
+
+
 def test_the_command_exits_1_naming_the_step_when_nothing_answers():
     url = f"http://127.0.0.1:{free_loopback_port()}"
     result = subprocess.run([sys.executable, "-m", "cluster", "smoke", "--base-url", url, "--timeout-s", "5"],
