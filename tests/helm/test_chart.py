@@ -124,7 +124,19 @@ def test_serve_config_is_the_profile_and_loads(values, case, rendered):
     assert callable(getattr(importlib.import_module(module_name), attr))
     profile = REPO / "deployments" / f"{PROFILE_OF[case]}.yaml"
     # Less each pool's replicas and drain timeout: deployment options (tests/helm/test_scaling.py).
-    assert app["args"]["cluster"] == without_serve_options(yaml.safe_load(profile.read_text()))
+    args = json.loads(json.dumps(app["args"]["cluster"]))
+    raw = yaml.safe_load(profile.read_text())
+    shape_resources = {}
+    for pool, raw_pool in zip(args["pools"], raw["pools"]):
+        # The chart's one addition to a pool: its worker group's resource (tests/helm/test_shapes.py).
+        resources = pool.pop("worker_resources")
+        (own,) = [k for k in resources if k.startswith("longctx-group-")]
+        shape_resources[pool["name"]] = dict(resources)
+        assert resources.pop(own) == 0.001
+        assert resources == raw_pool.get("worker_resources", {"GPU": 1})
+        if "worker_resources" in raw_pool:
+            pool["worker_resources"] = resources
+    assert args == without_serve_options(raw)
     cluster = app_profile(app)
     # The chart's additions: the app checks the API keys it puts on the pods,
     # and keeps documents in the chart's Redis (tests/helm/test_documents_store.py).
@@ -132,7 +144,10 @@ def test_serve_config_is_the_profile_and_loads(values, case, rendered):
     assert cluster.ingress.auth.enabled is api_keys
     store = [o for o in app["args"]["overrides"] if o.startswith("documents.store.")]
     keys = ["ingress.auth.enabled=true", "ingress.auth.keys_file=/etc/longctx/api-keys/keys"]  # test_api_keys.py
-    assert cluster == load_config(profile, (keys if api_keys else []) + store, env={})
+    expected = load_config(profile, (keys if api_keys else []) + store, env={})
+    for pool in expected.pools:
+        pool.worker_resources = shape_resources[pool.name]
+    assert cluster == expected
     assert config["http_options"]["host"] == "0.0.0.0"
     assert config["http_options"]["request_timeout_s"] == cluster.ingress.request_timeout_s
 

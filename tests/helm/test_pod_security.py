@@ -154,10 +154,14 @@ def pods_of(docs: list[dict]) -> list[tuple[str, dict, dict]]:
     return found
 
 
+# Any commit will do for a render (the chart refuses a branch, tests/helm/test_weights.py).
+PINNED = {"internlm2_5-7b-chat-1m": {"revision": "1" * 40}, "internlm3-8b-instruct": {"revision": "2" * 40}}
 # Beyond helm/ci: the init container of weights.source=download, and every
 # optional pod the chart can make.
 EXTRA_CASES = [
-    pytest.param({"weights": {"source": "download"}}, id="weights-download"),
+    pytest.param({"weights": {"source": "download", "download": {"models": PINNED}}}, id="weights-download"),
+    pytest.param({"weights": {"pvc": {"fill": {"enabled": True}}, "download": {"models": PINNED}}},
+                 id="weights-fill"),
     pytest.param({"autoscaler": {"enabled": False}, "auth": {"enabled": False}}, id="no-autoscaler"),
 ]
 
@@ -187,7 +191,7 @@ def test_the_pod_kinds_are_all_checked(rendered):
 
 
 def test_the_weights_init_container_and_kuberays_containers_are_covered(chart):
-    docs = render(chart, {"weights": {"source": "download"}})
+    docs = render(chart, {"weights": {"source": "download", "download": {"models": PINNED}}})
     (rayservice,) = kinds(docs, "RayService")
     names = {c["name"] for _, spec, _ in kuberay_pods(rayservice)
              for c in spec["containers"] + spec.get("initContainers", [])}
