@@ -1,8 +1,10 @@
 """Config schema: loading, overrides and the validation rules of pools."""
 
 import copy
+from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from cluster.config import ClusterConfig, apply_override, load_config, profile_path
@@ -112,3 +114,14 @@ def test_a100_profile_reaches_one_million_tokens_on_tp4():
     long_pool = cluster.pools_of("internlm2_5-7b-chat-1m")[-1]
     assert long_pool.max_tokens == 1_048_576
     assert long_pool.engine.tensor_parallel_size == 4
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[3] / "deployments").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_profile_states_trust_remote_code_for_each_model(path):
+    # Running a repository's code is a choice the profile makes per model, in writing.
+    raw = yaml.safe_load(path.read_text())
+    assert {name: "trust_remote_code" in model for name, model in raw["models"].items()} == \
+        {name: True for name in raw["models"]}
+    cluster = load_config(path, env={})
+    assert all(model.trust_remote_code for model in cluster.models.values())
