@@ -1,4 +1,4 @@
-"""Timing a request over HTTP (our API, or ``vllm serve`` beside it): time to first token, the ingress's Server-Timing."""
+"""Timing a request over HTTP (our API, or ``vllm serve`` beside it): first token, the ingress's Server-Timing."""
 
 from __future__ import annotations
 
@@ -36,9 +36,10 @@ def server_timing_ms(header: str | None) -> dict[str, float]:
     return out
 
 
-# Response headers a request's timing spans may come in (ours: the ingress's
-# Server-Timing and its x- headers; vllm serve sends none of them).
-SPAN_HEADERS = ("server-timing", "x-pool", "x-replica", "x-prompt-tokens", "x-request-id")
+# Fields every OpenAI-style stream event has; anything else a server adds
+# (e.g. per-request timing spans) is recorded.
+STANDARD_EVENT_KEYS = frozenset({"id", "object", "created", "model", "choices", "usage", "system_fingerprint",
+                                 "service_tier", "prompt_logprobs", "prompt_token_ids", "kv_transfer_params"})
 
 
 def stream_ttft(client, path: str, body: dict) -> dict:
@@ -48,6 +49,8 @@ def stream_ttft(client, path: str, body: dict) -> dict:
     completions (``text``) and chat chunks (``delta``) alike: the first
     ``data:`` event with a choice is sent once the engine has the first token.
     Comments and blank lines (our keep-alive heartbeats) carry none and are skipped.
+    Timing spans a server returns are kept: the ``server-timing`` and ``x-*``
+    headers (ours; ``vllm serve`` sends none) and non-standard event fields.
     """
     import json
 
@@ -55,14 +58,17 @@ def stream_ttft(client, path: str, body: dict) -> dict:
     with client.stream("POST", path, json={**body, "stream": True}) as response:
         if response.status_code != 200:
             return {"status": response.status_code, "error": response.read().decode()[:500]}
-        ttft, events = None, 0
+        ttft, events, extra = None, 0, {}
         for line in response.iter_lines():
             if not line.startswith("data: {"):
                 continue
             events += 1
-            if ttft is None and json.loads(line[len("data: "):]).get("choices"):
+            event = json.loads(line[len("data: "):])
+            if ttft is None and event.get("choices"):
                 ttft = time.perf_counter() - started
+            extra.update({k: v for k, v in event.items() if k not in STANDARD_EVENT_KEYS})
         total = time.perf_counter() - started
-        spans = {k: response.headers[k] for k in SPAN_HEADERS if k in response.headers}
+        spans = {k: v for k, v in response.headers.items() if k == "server-timing" or k.startswith("x-")}
     return {"status": 200, "ttft_s": ttft, "total_s": total, "events": events, "headers": spans,
-            "server_timing_ms": server_timing_ms(spans.get("server-timing"))}
+            "server_timing_ms": server_timing_ms(spans.get("server-timing")),
+            **({"event_fields": extra} if extra else {})}

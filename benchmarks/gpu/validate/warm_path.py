@@ -125,9 +125,12 @@ class VllmServeClient:
 
 
 def record(log: StageLog, doc: Document, arm: str, kind: str, result: dict) -> None:
-    """One request's timing under ``samples[<tokens>][<arm>]``; the JSON is rewritten."""
+    """One request's timing under ``samples[<tokens>][<arm>]``; the JSON is rewritten.
+
+    A failed request is kept as it came (status, error) and left out of the medians.
+    """
     if result.get("status") != 200:
-        raise RuntimeError(f"{arm} {kind} at {doc.tokens:,} tokens: {result}")
+        progress(f"{arm} {kind} at {doc.tokens:,} tokens failed: {result}")
     arms = log.data.setdefault("samples", {}).setdefault(str(doc.tokens), {})
     entry = arms.setdefault(arm, {"cold": None, "warm": []})
     if kind == "cold":
@@ -146,7 +149,7 @@ def cold_and_warm(log: StageLog, doc: Document, servers: dict, questions: int) -
         else:
             result = server.ask(doc, 0)
         record(log, doc, "ours" if isinstance(server, OursServer) else "vllm_serve", "cold", result)
-        progress(f"{doc.tokens:,} tokens, cold {name}: TTFT {result['ttft_s']:.3f} s")
+        progress(f"{doc.tokens:,} tokens, cold {name}: TTFT {result.get('ttft_s')} s")
     arms = [(arm, server) for server in servers.values()
             for arm in (server.arms() if isinstance(server, OursServer) else ("vllm_serve",))]
     for round_ in range(1, questions + 1):
@@ -155,8 +158,12 @@ def cold_and_warm(log: StageLog, doc: Document, servers: dict, questions: int) -
             record(log, doc, arm, "warm", server.ask(doc, round_, arm))
     warm = log.data["samples"][str(doc.tokens)]
     progress(f"{doc.tokens:,} tokens, warm medians: "
-             + ", ".join(f"{arm} {statistics.median(r['ttft_s'] for r in s['warm']):.3f} s"
-                         for arm, s in warm.items() if s["warm"]))
+             + ", ".join(f"{arm} {statistics.median(ttfts(s['warm'])):.3f} s"
+                         for arm, s in warm.items() if ttfts(s["warm"])))
+
+
+def ttfts(samples: list[dict]) -> list[float]:
+    return [r["ttft_s"] for r in samples if r.get("ttft_s") is not None]
 
 
 def warm_rows(data: dict) -> list[dict]:
@@ -166,14 +173,15 @@ def warm_rows(data: dict) -> list[dict]:
     """
     rows = []
     for tokens, arms in sorted(data.get("samples", {}).items(), key=lambda kv: int(kv[0])):
-        median = {arm: statistics.median(r["ttft_s"] for r in s["warm"]) for arm, s in arms.items() if s["warm"]}
-        cold = {arm: s["cold"]["ttft_s"] for arm, s in arms.items() if s["cold"]}
+        median = {arm: statistics.median(ttfts(s["warm"])) for arm, s in arms.items() if ttfts(s["warm"])}
+        cold = {arm: s["cold"]["ttft_s"] for arm, s in arms.items() if s["cold"] and s["cold"].get("ttft_s")}
         base = median.get("vllm_serve")
         row = {"tokens": int(tokens), "ours_s": median.get("ours"), "vllm_serve_s": base,
                "ratio": median["ours"] / base if base and "ours" in median else None, "card": data.get("card"),
                "mode": data.get("modes", {}).get(tokens),
                "prefix_tokens": data.get("documents", {}).get(tokens, {}).get("prefix_tokens"),
-               "questions": min((len(s["warm"]) for s in arms.values()), default=0)}
+               "questions": min((len(ttfts(s["warm"])) for s in arms.values()), default=0),
+               "failed": sum(len(s["warm"]) - len(ttfts(s["warm"])) for s in arms.values())}
         for arm in ("ours_direct_ingress", "ours_completions"):
             row[f"{arm}_s"] = median.get(arm)
             row[f"{arm}_ratio"] = median[arm] / base if base and arm in median else None
@@ -316,8 +324,10 @@ def stage_warm_path(args, log: StageLog, overhead_only: bool = False) -> None:
         if not alone or name not in arms:
             continue
         with ExitStack() as stack:
-            server = (stack.enter_context(vllm_serve_up(log, alone_cfg, args.results, "alone", plugins))
-                      if name == "vllm_serve" else stack.enter_context(ours_up(log, args.warm_profile, "ours_alone"))[0])
+            if name == "vllm_serve":
+                server = stack.enter_context(vllm_serve_up(log, alone_cfg, args.results, "alone", plugins))
+            else:
+                server = stack.enter_context(ours_up(log, args.warm_profile, "ours_alone"))[0]
             for tokens in alone:
                 cold_and_warm(log, document(tokens), {name: server}, args.warm_questions)
                 log.put("warm_path", warm_rows(log.data))
