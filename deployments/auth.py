@@ -29,7 +29,10 @@ from typing import Mapping, Protocol
 from cluster.config import AuthConfig
 from deployments.api_key_file import KeyEntry, KeyEntryError, hash_principal, parse_env_value, parse_file_text
 
-logger = logging.getLogger("longctx.auth")
+# Where the ring logs unless told otherwise; the ingress passes Serve's replica
+# logger ("ray.serve"), the one Ray writes to the replica's log and stderr
+# (a logger of our own would lose INFO lines: Ray leaves the root at WARNING).
+DEFAULT_LOGGER = logging.getLogger("longctx.auth")
 
 # Kept for callers that name a bare key's principal (tests, the chart's tests).
 principal_of = hash_principal
@@ -83,6 +86,7 @@ class KeyRing:
         reload_interval_s: float = 0.0,
         observer: KeysObserver | None = None,
         fixed_source: str = "the environment",
+        logger: logging.Logger = DEFAULT_LOGGER,
     ):
         """``fixed``: keys that never change (the environment's). ``keys_file``:
         re-read every ``reload_interval_s`` when it changed (0: read once)."""
@@ -93,6 +97,7 @@ class KeyRing:
         self._file = keys_file
         self._interval = reload_interval_s
         self._observer = observer
+        self._log = logger
         self._seen: tuple[int, int, int, int] | None = None
         self._generation = _Generation.of(0, [])
         file_entries = self._read_file() if keys_file is not None else []
@@ -101,7 +106,11 @@ class KeyRing:
 
     @classmethod
     def from_config(
-        cls, auth: AuthConfig, env: Mapping[str, str] | None = None, observer: KeysObserver | None = None
+        cls,
+        auth: AuthConfig,
+        env: Mapping[str, str] | None = None,
+        observer: KeysObserver | None = None,
+        logger: logging.Logger = DEFAULT_LOGGER,
     ) -> "KeyRing | None":
         if not auth.enabled:
             return None
@@ -113,6 +122,7 @@ class KeyRing:
             reload_interval_s=auth.reload_interval_s,
             observer=observer,
             fixed_source=auth.keys_env,
+            logger=logger,
         )
 
     @property
@@ -170,10 +180,10 @@ class KeyRing:
             if self._observer is not None:
                 self._observer.api_keys_reload_failed()
             if self._generation.number == 0:
-                logger.error("API keys: %s; no key from the file is accepted until it is fixed "
+                self._log.error("API keys: %s; no key from the file is accepted until it is fixed "
                              "(it is read again when it changes)", exc)
             else:
-                logger.error("API keys: %s; keys generation %d stays in force", exc, self._generation.number)
+                self._log.error("API keys: %s; keys generation %d stays in force", exc, self._generation.number)
             return None
         return entries
 
@@ -181,7 +191,7 @@ class KeyRing:
         generation = _Generation.of(self._generation.number + 1, entries)
         self._generation = generation
         principals = generation.principals
-        logger.info("API keys generation %d in force (%s): %d key(s) of %d principal(s): %s",
+        self._log.info("API keys generation %d in force (%s): %d key(s) of %d principal(s): %s",
                     generation.number, reason, len(generation.digests), len(principals),
                     ", ".join(principals) or "none")
         if self._observer is not None:

@@ -8,6 +8,7 @@ questions all travel.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -41,7 +42,10 @@ class Ingress:
             retry_after_s={p.name: p.admission.retry_after_s for p in self.cluster.pools},
             on_depth=self.metrics.set_in_flight,
         )
-        self.keys = KeyRing.from_config(self.cluster.ingress.auth, observer=self.metrics)
+        # Serve's replica logger: its lines reach the replica's log and stderr (kubectl logs).
+        self.keys = KeyRing.from_config(
+            self.cluster.ingress.auth, observer=self.metrics, logger=logging.getLogger("ray.serve")
+        )
         self.health = PoolHealth(
             {name: handle.deployment_name for name, handle in pool_handles.items()}, self.admission, self.metrics
         )
