@@ -11,8 +11,8 @@ environment variable)::
 
 A *principal* owns documents and names the caller in logs; several keys may
 belong to one, so an old and a new key overlap while clients move over. A bare
-key (the earlier format) is its own principal, named after its hash, so its
-documents do not survive its rotation; name it to keep them across one.
+key (the earlier format) is its own principal, named after its hash; a new key
+takes over its documents as ``key-<those 16 hex>:<new key>``.
 
 Keys follow RFC 6750's bearer-token alphabet (letters, digits and ``-._~+/``,
 then ``=`` padding), which has no ``:``, so ``name:key`` never reads as a bare
@@ -32,6 +32,7 @@ _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _PRINCIPAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 # Bare keys' principals are `key-` + hash; a named principal may not look like one.
 HASH_PRINCIPAL_PREFIX = "key-"
+_HASH_PRINCIPAL = re.compile(r"key-[0-9a-f]{16}")
 
 
 def hash_principal(key: str) -> str:
@@ -51,7 +52,7 @@ class KeyEntry(BaseModel):
 
     principal: str = Field(
         description="Who the key belongs to: owns documents and names the caller in logs. Letters, "
-        "digits and `._@-`, at most 64, not starting with `key-` (bare keys' hash principals)."
+        "digits and `._@-`, at most 64; `key-` only as a bare key's hash principal (`key-` + 16 hex)."
     )
     key: SecretStr = Field(description="The bearer token (RFC 6750 alphabet).")
 
@@ -82,9 +83,11 @@ class KeyEntry(BaseModel):
 
     @classmethod
     def named(cls, principal: str, key: str) -> "KeyEntry":
-        if principal.startswith(HASH_PRINCIPAL_PREFIX):
-            raise ValueError(f"principal {principal!r} starts with {HASH_PRINCIPAL_PREFIX!r}, which bare "
-                             "keys' hash principals use")
+        # A bare key's own principal may be named whole, so a new key can take
+        # over its documents; any other `key-` name would only confuse the two.
+        if principal.startswith(HASH_PRINCIPAL_PREFIX) and not _HASH_PRINCIPAL.fullmatch(principal):
+            raise ValueError(f"principal {principal!r} starts with {HASH_PRINCIPAL_PREFIX!r}, which only a bare "
+                             "key's principal (key- and 16 hex digits) may")
         return cls(principal=principal, key=key)
 
 

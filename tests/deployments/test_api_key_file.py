@@ -20,6 +20,12 @@ def test_named_principals_hold_several_keys_and_bare_keys_get_a_hash_principal()
     assert hash_principal(BARE).startswith("key-") and len(hash_principal(BARE)) == 20
 
 
+def test_a_new_key_can_take_over_a_bare_keys_principal():
+    # A bare key's rotation that keeps its documents: the new key names the old one's principal.
+    assert owners(parse_file_text(f"{BARE}\n{hash_principal(BARE)}:{KEY_B}\n", "keys")) == {
+        BARE: hash_principal(BARE), KEY_B: hash_principal(BARE)}
+
+
 def test_env_value_is_comma_or_newline_separated():
     assert owners(parse_env_value(f"alice:{KEY_A1}, {BARE}\nbob:{KEY_B},", "LONGCTX_API_KEYS")) == {
         KEY_A1: "alice", BARE: hash_principal(BARE), KEY_B: "bob"}
