@@ -7,12 +7,17 @@ item of every completions stream (``tag_stream``, in ``PoolServer``), and
 the ingress takes it off before anything reaches the client
 (``read_replica_tag``). An untagged stream (a server without the tag) reads
 as an unknown replica, ``""``.
+
+The replica also times its part of the first answer: the first item comes
+wrapped in a ``TimedItem`` carrying the replica's spans (its server, vLLM's
+own per-request stats; deployments/engine_spans.py), which the ingress adds
+to the response's ``Server-Timing`` header and unwraps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 
 @dataclass(frozen=True)
@@ -22,27 +27,48 @@ class ReplicaTag:
     replica: str
 
 
-def tag_stream(stream: AsyncIterator[Any], replica: str) -> AsyncIterator[Any]:
-    """Pool side: ``stream`` with a ``ReplicaTag(replica)`` in front."""
+@dataclass(frozen=True)
+class TimedItem:
+    """The first item of a stream, with the replica's spans up to it: (name, seconds) pairs."""
+
+    item: Any
+    spans: tuple[tuple[str, float], ...]
+
+
+Spans = Callable[[], tuple[tuple[str, float], ...]]
+
+
+def tag_stream(stream: AsyncIterator[Any], replica: str, spans: Spans | None = None) -> AsyncIterator[Any]:
+    """Pool side: ``stream`` with a ``ReplicaTag(replica)`` in front; its first
+    item wrapped with ``spans()``, read when that item is ready."""
 
     async def tagged():
         yield ReplicaTag(replica)
+        first = True
         async for item in stream:
+            if first and spans is not None:
+                item = TimedItem(item, spans())
+            first = False
             yield item
 
     return tagged()
 
 
-async def read_replica_tag(stream: AsyncIterator[Any], on_tag=None) -> tuple[str, Any]:
+async def read_replica_tag(stream: AsyncIterator[Any], on_tag=None, on_spans=None) -> tuple[str, Any]:
     """Ingress side: the replica that serves ``stream`` and the stream's first real item.
 
     ``on_tag(replica)`` is called as soon as the tag arrives, before the
     first item (which a long prefill delays): the keep-alive names the
-    replica in the headers it commits early.
+    replica in the headers it commits early. ``on_spans(spans)`` hears the
+    replica's spans of the first item, when it sends them.
     """
-    first = await stream.__anext__()
+    replica, first = "", await stream.__anext__()
     if isinstance(first, ReplicaTag):
         if on_tag is not None:
             on_tag(first.replica)
-        return first.replica, await stream.__anext__()
-    return "", first
+        replica, first = first.replica, await stream.__anext__()
+    if isinstance(first, TimedItem):
+        if on_spans is not None:
+            on_spans(first.spans)
+        first = first.item
+    return replica, first

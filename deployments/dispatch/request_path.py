@@ -42,7 +42,9 @@ FRESH_HEALTH_S = 0.5
 
 
 class ServerTimings:
-    """Server-Timing header: where the ingress spent its time."""
+    """Server-Timing header: where a request's time went up to its first
+    answer item: the ingress's steps, the hop to the replica, the replica's
+    and vLLM's own spans (docs/operations.md lists them)."""
 
     def __init__(self) -> None:
         self._marks: list[tuple[str, float]] = []
@@ -286,8 +288,22 @@ class RequestPath:
             key = affinity_key(request.prompt, self.cluster.pool(pool).routing.prefix_tokens, document_key)
             if key:
                 handle = handle.options(session_id=key)
+            sent = tagged = time.perf_counter()
+
+            def heard(replica: str) -> None:
+                nonlocal tagged
+                tagged = time.perf_counter()
+                if on_replica is not None:
+                    on_replica(replica)
+
+            replica_spans: list[tuple[str, float]] = []
             call.stream = handle.completions.remote(request, None)
-            call.replica, first = await self._first_item(call, on_replica)
+            call.replica, first = await self._first_item(call, heard, replica_spans.extend)
+            # Where the first answer's time went (docs/operations.md, Server-Timing).
+            timings.add("handle", tagged - sent)
+            timings.add("first_item", time.perf_counter() - tagged)
+            for name, seconds in replica_spans:
+                timings.add(name, seconds)
             if key and call.replica:
                 self._affinity_hits.record(pool, key, call.replica)
             first_item = first[0] if isinstance(first, list) and first else first
@@ -301,13 +317,15 @@ class RequestPath:
             call.close()  # the engine's work is done: its whole answer is this item
         return call
 
-    async def _first_item(self, call: EngineCall, on_replica: Callable[[str], None] | None) -> tuple[str, Any]:
-        """The replica and first item of a started call; the pool's timeout
-        and a failed engine become client errors."""
+    async def _first_item(self, call: EngineCall, on_replica: Callable[[str], None] | None,
+                          on_spans: Callable[[tuple], None] | None = None) -> tuple[str, Any]:
+        """The replica and first item of a started call (``on_spans`` hears the
+        replica's timing of it); the pool's timeout and a failed engine become
+        client errors."""
         pool = call.decision.pool.name
         try:
             async with asyncio.timeout(call.timeout):
-                return await read_replica_tag(call.stream, on_tag=on_replica)
+                return await read_replica_tag(call.stream, on_tag=on_replica, on_spans=on_spans)
         except TimeoutError:
             raise APIError(ErrorCode.TIMEOUT,
                            f"no answer from pool {pool} within its timeout of {call.timeout:.0f} s") from None
