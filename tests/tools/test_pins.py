@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools.conftest import RESOLVES_KEY
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -110,18 +112,41 @@ def _resolve(name: str, python: str, directory: Path) -> tuple[dict[str, str], d
     return pinned, pins.resolve_report(pin_set, python, pin_set.requirements, constraints)
 
 
+RESOLVE_KEYS = [(name, python) for name in sorted(pins.PIN_SETS) for python in pins.SUPPORTED_PYTHONS]
+
+
+class Resolves:
+    """Every pin set resolved for every Python, the pip runs side by side and
+    started as soon as collection ends (tests/tools/conftest.py): each mostly
+    waits on PyPI, so they run while the rest of the suite does, and the tests
+    below only collect the results (one after another the resolves took about
+    3 minutes on 2 cores, side by side at the suite's end about 70 s)."""
+
+    def __init__(self, directory: Path):
+        self.reachable = _pypi_reachable()
+        self._executor = ThreadPoolExecutor(max_workers=len(RESOLVE_KEYS))
+        self.futures = {}
+        if self.reachable:
+            for key in RESOLVE_KEYS:
+                folder = directory / f"{key[0]}-{key[1]}"
+                folder.mkdir(parents=True)
+                self.futures[key] = self._executor.submit(_resolve, *key, folder)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
 @pytest.fixture(scope="module")
-def resolves(tmp_path_factory):
-    """Every pin set resolved for every Python, the pip runs side by side:
-    each mostly waits on PyPI, so together they take little longer than the
-    slowest one (one after another they took about 3 minutes on 2 cores)."""
-    if not _pypi_reachable():
+def resolves(request, tmp_path_factory):
+    started = request.config.stash.get(RESOLVES_KEY, None)
+    owned = started is None
+    if owned:  # this file run without its conftest's early start (e.g. by path from elsewhere)
+        started = Resolves(tmp_path_factory.mktemp("resolves"))
+    if not started.reachable:
         pytest.skip("PyPI is not reachable: the GPU pin sets are resolved against it")
-    keys = [(name, python) for name in sorted(pins.PIN_SETS) for python in pins.SUPPORTED_PYTHONS]
-    executor = ThreadPoolExecutor(max_workers=len(keys))
-    futures = {key: executor.submit(_resolve, *key, tmp_path_factory.mktemp(f"{key[0]}-{key[1]}")) for key in keys}
-    yield futures
-    executor.shutdown(wait=True, cancel_futures=True)
+    yield started.futures
+    if owned:
+        started.close()
 
 
 @pytest.mark.network
