@@ -75,3 +75,15 @@ def app_profile(app: dict):
     for name, replicas in pool_replicas_from_user_config(ingress["user_config"]).items():
         cluster.pool(name).replicas = replicas
     return cluster
+
+
+def without_shape_resources(profile: dict) -> dict:
+    """The app's profile less the chart's one addition to each pool, its worker group's resource
+    `longctx-group-<group>` (tests/helm/test_shapes.py): a pool that had no worker_resources gets none back."""
+    stripped = copy.deepcopy(profile)
+    default = {"GPU": 1} if stripped.get("device", "gpu") == "gpu" else {"CPU": 1}
+    for pool in stripped["pools"]:
+        resources = {k: v for k, v in pool.pop("worker_resources", {}).items() if not k.startswith("longctx-group-")}
+        if resources != default:
+            pool["worker_resources"] = resources
+    return stripped

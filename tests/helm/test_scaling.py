@@ -25,7 +25,7 @@ from deployments.serve_options import (
     pool_serve_options,
     without_serve_options,
 )
-from tests.helm.rendering import CASES, REPO, helm, render, the
+from tests.helm.rendering import CASES, REPO, helm, render, the, without_shape_resources
 from tests.helm.test_chart import PROFILE_OF
 
 PROFILES = sorted((REPO / "deployments").glob("*.yaml"))
@@ -135,7 +135,7 @@ def test_chart_options_are_the_apps_and_args_lack_them(chart, profile):
         assert got == expected, pool.name
     ingress = {k: v for k, v in options[IngressDeployment.name].items() if k != "name"}
     assert ingress == ingress_serve_options(cluster)
-    assert app["args"]["cluster"] == without_serve_options(yaml.safe_load(profile.read_text()))
+    assert without_shape_resources(app["args"]["cluster"]) == without_serve_options(yaml.safe_load(profile.read_text()))
 
 
 @pytest.mark.parametrize("values, case", CASES)
@@ -143,7 +143,7 @@ def test_args_and_options_give_back_the_profile(values, case, rendered):
     """The app as Serve runs it: the args' profile (pools at default replicas) plus the
     ingress's user_config is the whole profile, so admission and /v1/pools are right."""
     app = serve_app(rendered[case])
-    from_args = load_config(app["args"]["cluster"], app["args"].get("overrides", []), env={})
+    from_args = load_config(without_shape_resources(app["args"]["cluster"]), app["args"].get("overrides", []), env={})
     user_config = by_name(app)[IngressDeployment.name]["user_config"]
     for name, replicas in pool_replicas_from_user_config(user_config).items():
         from_args.pool(name).replicas = replicas
