@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.helm.rendering import helm, kinds, render, the
+from tests.helm.test_chart import rayservice_schema  # noqa: F401  (the KubeRay CRD's schema, a fixture)
 
 IL25, IL3 = "internlm2_5-7b-chat-1m", "internlm3-8b-instruct"
 PINNED = {IL25: {"revision": "0" * 39 + "1"}, IL3: {"revision": "f" * 40}}
@@ -152,3 +153,21 @@ def test_check_script_names_what_is_missing(chart, tmp_path):
         (tmp_path / j["model"] / ".longctx-revision").write_text(j["revision"] + "\n")
     run = subprocess.run([sys.executable, "-c", check["args"][0]], env=env, capture_output=True, text=True)
     assert run.returncode == 0 and "weights present" in run.stdout
+
+
+@pytest.mark.parametrize("values", [DOWNLOAD, FILL], ids=["download", "fill"])
+def test_the_weights_objects_validate_against_kubernetes_and_kuberay(chart, values, rayservice_schema):
+    import jsonschema
+    import kubernetes_validate
+
+    from tests.helm import kuberay_validation
+    from tests.helm.rendering import K8S_VERSION
+
+    docs = render(chart, values)
+    for doc in docs:
+        clean = {k: v for k, v in doc.items() if k != "__template"}
+        if doc["kind"] in {"Job", "PersistentVolumeClaim"}:
+            kubernetes_validate.validate(clean, K8S_VERSION, strict=True)
+        if doc["kind"] == "RayService":
+            jsonschema.validate(clean, rayservice_schema)
+            kuberay_validation.check(clean)
