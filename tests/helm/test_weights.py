@@ -171,3 +171,10 @@ def test_the_weights_objects_validate_against_kubernetes_and_kuberay(chart, valu
         if doc["kind"] == "RayService":
             jsonschema.validate(clean, rayservice_schema)
             kuberay_validation.check(clean)
+
+
+def test_notes_say_which_job_the_pods_wait_for(chart):
+    notes = chart.render(FILL, name="lc", namespace="llm")["longctx-cluster/templates/NOTES.txt"]
+    job = the(render(chart, FILL), "Job")["metadata"]["name"]
+    assert f"kubectl -n llm wait --for=condition=complete job/{job} --timeout=2h" in notes
+    assert "fill-weights" not in chart.render({}, name="lc", namespace="llm")["longctx-cluster/templates/NOTES.txt"]
