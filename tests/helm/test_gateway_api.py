@@ -221,3 +221,10 @@ def test_gateway_namespaces_default_to_the_parents_and_can_be_named(chart):
     envoy = Pod({"app.kubernetes.io/name": "envoy"}, namespace="envoy-gateway-system")
     docs = render(chart, with_route(gatewayNamespaces=["envoy-gateway-system"]))
     assert _api_open_to(docs, envoy) and not _api_open_to(docs, GATEWAY_PROXY)
+
+
+def test_notes_name_the_route_and_the_namespaces_let_in(chart):
+    values = with_route(parentRefs=[GATEWAY, {"name": "internal"}])
+    notes = chart.render(values, name="lc", namespace="llm")["longctx-cluster/templates/NOTES.txt"]
+    assert "HTTPRoute lc-longctx-cluster on gateways/public llm/internal for longctx.example.com" in notes
+    assert "the gateway namespace(s) gateways, llm and `helm test`" in notes
