@@ -16,8 +16,13 @@ BUILTIN = {"CPU", "GPU", "memory", "object_store_memory"}
 
 
 def advertised(group: dict) -> dict[str, float]:
-    """The custom resources a group's pods give Ray (`ray start --resources`)."""
-    return json.loads(json.loads(group["rayStartParams"]["resources"]))
+    """The custom resources a group's pods give Ray (`ray start --resources`), read by the Ray autoscaler's
+    own KubeRay parser: what it believes a new pod of the group offers is what it scales the group for."""
+    from ray.autoscaler._private.kuberay.autoscaling_config import _get_custom_resources
+
+    resources = _get_custom_resources({}, group["rayStartParams"], group["groupName"])
+    assert resources == json.loads(json.loads(group["rayStartParams"]["resources"]))  # and what `ray start` gets
+    return resources
 
 
 def landing_groups(docs: list[dict]) -> dict[str, set[str]]:
