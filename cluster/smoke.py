@@ -112,7 +112,8 @@ class Smoke:
         gone = self.request("GET", f"/v1/documents/{doc_id}")
         if gone.status_code != 404:
             raise SmokeFailure(f"GET /v1/documents/{doc_id} after its delete answered {gone.status_code}, not 404")
-        return f"uploaded {doc_id} ({document['tokens']} tokens), asked (pool {pool}), deleted"
+        tokens = ", ".join(f"{model} {count}" for model, count in document["tokens"].items())
+        return f"uploaded {doc_id} (tokens: {tokens}), asked (pool {pool}), deleted"
 
     def run(self) -> list[str]:
         """Every step; returns the failures, one line each."""
