@@ -124,6 +124,9 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
         deployment_config=deployment_config,
         runtime_env={"env_vars": env_vars} if env_vars else None,
         log_engine_metrics=True,
+        # Ray Serve LLM releases a stream's chunks on a timer: the first token
+        # waits for the next tick too (cluster/config/pool.py).
+        experimental_configs={"stream_batching_interval_ms": pool.stream_batching_interval_ms},
     )
 
 

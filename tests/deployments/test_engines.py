@@ -50,3 +50,12 @@ def test_whole_gpus_leave_vllm_default():
     cluster = load_config(profile_path("a100-80g"), env={})
     config = llm_config_for_pool(cluster, cluster.pool("il25-long"))
     assert "VLLM_RAY_PER_WORKER_GPUS" not in (config.runtime_env or {}).get("env_vars", {})
+
+
+def test_stream_batching_interval_reaches_ray_serve_llm():
+    cluster = load_config(profile_path("a100-80g"), ["pools.il25-long.stream_batching_interval_ms=0"], env={})
+    # Ray Serve LLM reads its stream batching interval from experimental_configs.
+    assert llm_config_for_pool(cluster, cluster.pool("il25-short")).experimental_configs == {
+        "stream_batching_interval_ms": 10.0}
+    assert llm_config_for_pool(cluster, cluster.pool("il25-long")).experimental_configs == {
+        "stream_batching_interval_ms": 0.0}
