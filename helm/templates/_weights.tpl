@@ -9,11 +9,11 @@ with it. Args: ctx, model. */}}
 {{- define "longctx.hubModel" -}}
 {{- $src := get .ctx.Values.weights.download.models .model -}}
 {{- if not $src -}}
-{{- fail (printf "weights.download.models has no entry for model %s: add {repo: <hub repository>, revision: <40-hex commit>, sizeGi: <GiB of its files>} (docs/kubernetes.md, Weights)" .model) -}}
+{{- fail (printf "weights.download.models has no entry for model %s: add {repo: <hub repository>, revision: <40-hex commit>, sizeGi: <GiB of its files>} (docs/kubernetes.md, Pinned revisions)" .model) -}}
 {{- end -}}
 {{- $revision := toString ($src.revision | default "") -}}
 {{- if not (regexMatch "^[0-9a-f]{40}$" $revision) -}}
-{{- fail (printf "weights.download.models.%s.revision is %q: set the full 40-character commit hash of %s to download (the commit id listed at https://huggingface.co/%s/commits/main); branch and tag names move, so the chart refuses them (docs/kubernetes.md, Weights)" .model $revision $src.repo $src.repo) -}}
+{{- fail (printf "weights.download.models.%s.revision is %q: set the full 40-character commit hash of %s to download (the commit id listed at https://huggingface.co/%s/commits/main); branch and tag names move, so the chart refuses them (docs/kubernetes.md, Pinned revisions)" .model $revision $src.repo $src.repo) -}}
 {{- end -}}
 {{- toJson $src -}}
 {{- end -}}
