@@ -22,6 +22,7 @@ from typing import Iterator
 import httpx
 from tqdm import tqdm
 
+from benchmarks.common.http_timing import server_timing_ms
 from benchmarks.common.local_cluster import LocalCluster
 from benchmarks.common.replicas import replica_restarts
 
@@ -85,7 +86,8 @@ def ask_streaming(client: httpx.Client, doc_id: str, question: str, model: str |
             if ttft is None and line.startswith("data: {") and '"content"' in line:
                 ttft = time.perf_counter() - started
     return {"ttft_s": ttft, "total_s": time.perf_counter() - started, "replica": replica,
-            "pool": response.headers.get("x-pool")}
+            "pool": response.headers.get("x-pool"),
+            "server_timing_ms": server_timing_ms(response.headers.get("server-timing"))}
 
 
 @contextmanager
@@ -138,8 +140,17 @@ def run_router(router: str, args, texts: list[str]) -> dict:
         "follow_ups_on_holding_replica": on_holder / len(follow_ups),
         "questions_per_s": len(schedule) / wall,
         "replicas_used": sorted({r["replica"] for r in results.values()}),
+        # Where a warm question's time to its first item went (docs/operations.md, Server-Timing).
+        "warm_server_timing_ms_median": _span_medians([results[k]["server_timing_ms"] for k in follow_ups]),
+        "cold_replicas": [results[(d, 0)]["replica"] for d in range(len(docs))],
         "replica_restarts": restarts,
     }
+
+
+def _span_medians(timings: list[dict[str, float]]) -> dict[str, float]:
+    """Median of each Server-Timing span over the requests that report it."""
+    names = dict.fromkeys(name for timing in timings for name in timing)
+    return {name: round(statistics.median(t[name] for t in timings if name in t), 3) for name in names}
 
 
 def run(args, routers: list[str], on_result=lambda row: None, on_rows=lambda rows: None) -> list[dict]:
