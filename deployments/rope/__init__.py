@@ -1,9 +1,18 @@
-"""Correct dynamic NTK RoPE past the native window (issue 3).
+"""Correct dynamic NTK RoPE past the native window (issues 3 and 28).
 
 Public surface for the serving core (no torch/vLLM import at this level):
 
 * ``max_supported_len(native_context, rope_scaling)``
 * ``engine_kwargs_for_pool(native_context=, rope_scaling=, max_model_len=, band_max_tokens=)``
+* ``ROPE_SEQ_LEN_XARG``: the ``vllm_xargs`` key of a request's own rotary length
+
+Modules:
+
+  ntk.py          the dynamic NTK base formula (plain Python)
+  pool.py         engine kwargs and length limits for a pool
+  plugin.py       the ``internlm_rope`` vLLM general plugin's register()
+  rotary.py       the rotary layer: per-token cos/sin from per-request bases
+  runner_hook.py  carries each request's length from vLLM's model runner to it
 
 The engine-side half is the ``internlm_rope`` vLLM general plugin
 (``deployments.rope.plugin:register``). Engines need no environment of their

@@ -17,18 +17,23 @@ STOCK_CLASS = "DynamicNTKScalingRotaryEmbedding"
 
 
 def register() -> None:
-    """Make vLLM build PoolDynamicNTKRotaryEmbedding wherever it builds dynamic NTK.
+    """Make vLLM build RequestDynamicNTKRotaryEmbedding wherever it builds dynamic
+    NTK, and feed it each request's rotary length (runner_hook.install).
 
     Idempotent; leaves another plugin's replacement in place (with a warning)
     rather than fighting over the slot. Models without factor-based dynamic
-    NTK never instantiate the class, so they are unaffected.
+    NTK never instantiate the class, so they are unaffected (the runner hook
+    finds no layer to feed and stays idle). Raises where vLLM's model runner
+    is not what the hook expects: the engine fails at start.
     """
     from vllm.model_executor.custom_op import CustomOp, op_registry_oot
 
-    from deployments.rope.rotary import PoolDynamicNTKRotaryEmbedding
+    from deployments.rope import runner_hook
+    from deployments.rope.rotary import RequestDynamicNTKRotaryEmbedding
 
+    runner_hook.install()
     current = op_registry_oot.get(STOCK_CLASS)
-    if current is PoolDynamicNTKRotaryEmbedding:
+    if current is RequestDynamicNTKRotaryEmbedding:
         return
     if current is not None:
         logger.warning(
@@ -38,7 +43,7 @@ def register() -> None:
             current,
         )
         return
-    CustomOp.register_oot(PoolDynamicNTKRotaryEmbedding, name=STOCK_CLASS)
+    CustomOp.register_oot(RequestDynamicNTKRotaryEmbedding, name=STOCK_CLASS)
     # register_oot renames the op; keep the stock op name so user settings
     # such as compilation_config.custom_ops=["-rotary_embedding"] still apply.
-    PoolDynamicNTKRotaryEmbedding.name = "rotary_embedding"
+    RequestDynamicNTKRotaryEmbedding.name = "rotary_embedding"

@@ -1,8 +1,9 @@
 """What the serving core needs to configure a pool's engines for correct long context.
 
-Variant: one fixed rotary base per pool, the dynamic NTK base for the pool's
-band maximum (the longest prompt the router sends there). docs/long-context.md
-says why not per request.
+The pool's rotary base: the dynamic NTK base for the pool's band maximum
+(the longest prompt the router sends there), for every request that does not
+carry a length of its own (``ROPE_SEQ_LEN_XARG``; docs/long-context.md,
+"Choosing the base per request").
 
 The base itself is computed inside the engine by the ``internlm_rope`` vLLM
 plugin (deployments/rope/plugin.py), because only the engine knows

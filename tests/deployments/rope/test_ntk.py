@@ -80,7 +80,10 @@ def test_pool_beyond_supported_length_is_refused():
 
 def test_plugin_is_idempotent_and_reads_the_pool_hint(demo_models):
     """register() twice is harmless; inside an engine's config the swapped-in
-    class sizes its cache to max_model_len and uses the pool's base."""
+    class rotates with the pool's base at every position up to max_model_len
+    (no request-specific rows loaded), exactly as a plain rotary cache for
+    that base would, and per-request rows switch a token to its own base."""
+    import numpy as np
     from vllm.config import ModelConfig, VllmConfig, set_current_vllm_config
     from vllm.model_executor.custom_op import op_registry_oot
     from vllm.model_executor.layers.rotary_embedding import (
@@ -89,28 +92,78 @@ def test_plugin_is_idempotent_and_reads_the_pool_hint(demo_models):
     )
 
     from deployments.rope import plugin
-    from deployments.rope.rotary import PoolDynamicNTKRotaryEmbedding
+    from deployments.rope.rotary import RequestDynamicNTKRotaryEmbedding
 
     plugin.register()
     plugin.register()
-    assert op_registry_oot["DynamicNTKScalingRotaryEmbedding"] is PoolDynamicNTKRotaryEmbedding
+    assert op_registry_oot["DynamicNTKScalingRotaryEmbedding"] is RequestDynamicNTKRotaryEmbedding
 
     model = demo_models["internlm2"]
     theta, factor, native = 5e7, 2.5, model.native
+
+    def rotated(rope, positions):
+        q = torch.randn(len(positions), 64, generator=torch.Generator().manual_seed(0))
+        k = q.clone()
+        return rope.forward_native(torch.tensor(positions), q, k)[0]
+
     cases = [
-        # (max_model_len, hf_overrides, expected cache rows, expected base length)
-        (native, {}, native, native),  # inside the window: identical to stock
-        (10_240, {}, 10_240, 10_240),  # no pool hint: base for max_model_len
-        (10_240, {"dynamic_ntk_seq_len": 6000}, 10_240, 6000),
+        # (max_model_len, hf_overrides, expected base length)
+        (native, {}, native),  # inside the window: identical to stock
+        (10_240, {}, 10_240),  # no pool hint: base for max_model_len
+        (10_240, {"dynamic_ntk_seq_len": 6000}, 6000),
     ]
-    for max_model_len, overrides, rows, seq_len in cases:
+    positions = [0, 1, native - 1, native, 10_239]
+    for max_model_len, overrides, seq_len in cases:
         mc = ModelConfig(model=str(model.path), trust_remote_code=True,
                          max_model_len=max_model_len, hf_overrides=overrides)
         with set_current_vllm_config(VllmConfig(model_config=mc)):
             rope = DynamicNTKScalingRotaryEmbedding(64, 64, native, native, theta, True,
                                                     factor, torch.float32)
-            plain = RotaryEmbedding(64, 64, rows, dynamic_ntk_base(theta, factor, native, seq_len, 64),
+            plain = RotaryEmbedding(64, 64, 10_240, dynamic_ntk_base(theta, factor, native, seq_len, 64),
                                     True, torch.float32)
-        assert type(rope) is PoolDynamicNTKRotaryEmbedding
-        assert rope.cos_sin_cache.shape == (rows, 64)
-        torch.testing.assert_close(rope.cos_sin_cache, plain.cos_sin_cache, rtol=0, atol=0)
+            assert type(rope) is RequestDynamicNTKRotaryEmbedding
+            assert rope.ntk_seq_len == seq_len
+            assert rope.cos_sin_cache.shape[0] == 1  # no cache per base
+            torch.testing.assert_close(rotated(rope, positions), rotated(plain, positions), rtol=0, atol=0)
+            if overrides:
+                # Requests of 3 and 2 tokens: the first with its own L, the second without.
+                own = RotaryEmbedding(64, 64, 10_240, dynamic_ntk_base(theta, factor, native, 7000, 64),
+                                      True, torch.float32)
+                rope.load_batch([7000, None], np.array([3, 2]))
+                both = rotated(rope, positions)
+                torch.testing.assert_close(both[:3], rotated(own, positions)[:3], rtol=0, atol=0)
+                torch.testing.assert_close(both[3:], rotated(plain, positions)[3:], rtol=0, atol=0)
+
+
+def test_runner_hook_wraps_vllms_runners_and_refuses_other_internals():
+    """register() wraps the V1 runner (the CPU engine's base class) and the V2
+    runner; a runner whose input preparation has other parameters is refused
+    rather than silently serving the pool's base."""
+    from vllm.v1.worker.cpu_model_runner import CPUModelRunner
+    from vllm.v1.worker.gpu.model_runner import GPUModelRunner as V2Runner
+    from vllm.v1.worker.gpu_model_runner import GPUModelRunner as V1Runner
+
+    from deployments.rope import plugin, runner_hook
+
+    plugin.register()
+    wrapped = [(V1Runner, "execute_model"), (V1Runner, "_prepare_inputs"), (V1Runner, "load_model"),
+               (CPUModelRunner, "load_model"), (V2Runner, "execute_model"), (V2Runner, "prepare_inputs"),
+               (V2Runner, "load_model")]
+    for cls, name in wrapped:
+        assert getattr(cls.__dict__[name], "__longctx_rope_wrapped__", False), (cls, name)
+    other = type("OtherRunner", (), {"_prepare_inputs": lambda self, scheduler_output, batch: None})
+    with pytest.raises(RuntimeError, match="_prepare_inputs"):
+        runner_hook._require(other, "_prepare_inputs", ("self", "scheduler_output", "num_scheduled_tokens"))
+
+
+@pytest.mark.parametrize("extra_args, expected", [
+    (None, None), ({}, None), ({"other": 1}, None),
+    ({"longctx_rope_seq_len": 9000}, 9000),
+    # Unusable values fall back to the pool's base: an engine must not fail a request step.
+    ({"longctx_rope_seq_len": "9000"}, None), ({"longctx_rope_seq_len": 0}, None),
+    ({"longctx_rope_seq_len": True}, None),
+])
+def test_seq_len_from_extra_args(extra_args, expected):
+    from deployments.rope.runner_hook import seq_len_from_extra_args
+
+    assert seq_len_from_extra_args(extra_args) == expected

@@ -185,6 +185,19 @@ class ReferenceModel:
         last = torch.log_softmax((h[-1] @ head.T).double(), dim=-1)
         return out, last
 
+    @torch.inference_mode()
+    def last_distributions(
+        self, token_ids: list[int], count: int, *, ntk_seq_len: int | None = None
+    ) -> torch.Tensor:
+        """Next-token log-distributions after each of the last ``count`` tokens,
+        ``[count, vocab]`` float64, all from one forward pass: a prompt plus
+        the tokens generated after it, rotated with one base throughout (as
+        an engine that fixes a request's base at its start decodes).
+        ``ntk_seq_len`` as in ``logprobs``; default the whole sequence's length."""
+        n = len(token_ids)
+        h = self._hidden(torch.tensor(token_ids, dtype=torch.long), self._base(n, None, ntk_seq_len))
+        return torch.log_softmax((h[n - count :] @ self._head().T).double(), dim=-1)
+
     def prompt_logprobs(self, token_ids: list[int], **kwargs) -> torch.Tensor:
         """log p(token_i | tokens_<i) for i = 1..n-1 (see ``logprobs``)."""
         return self.logprobs(token_ids, **kwargs)[0]
