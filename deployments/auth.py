@@ -52,8 +52,8 @@ class _Generation:
     digests: tuple[tuple[bytes, str], ...]  # (SHA-256 of the key, principal)
 
     @classmethod
-    def of(cls, number: int, entries: list[KeyEntry]) -> "_Generation":
-        return cls(number, tuple((_digest(e.key.get_secret_value()), e.principal) for e in entries))
+    def of(cls, number: int, digests: list[tuple[bytes, str]]) -> "_Generation":
+        return cls(number, tuple(digests))
 
     @property
     def principals(self) -> list[str]:
@@ -62,6 +62,11 @@ class _Generation:
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
+
+
+def _digested(entries: list[KeyEntry]) -> list[tuple[bytes, str]]:
+    """(digest, principal) of each entry: all the ring keeps of a key."""
+    return [(_digest(e.key.get_secret_value()), e.principal) for e in entries]
 
 
 def _signature(path: Path) -> tuple[int, int, int, int] | None:
@@ -92,7 +97,7 @@ class KeyRing:
         re-read every ``reload_interval_s`` when it changed (0: read once)."""
         if not fixed and keys_file is None:
             raise ValueError("API-key auth is enabled but no keys were configured")
-        self._fixed = list(fixed)
+        self._fixed = _digested(fixed)
         self._fixed_source = fixed_source
         self._file = keys_file
         self._interval = reload_interval_s
@@ -100,8 +105,8 @@ class KeyRing:
         self._log = logger
         self._seen: tuple[int, int, int, int] | None = None
         self._generation = _Generation.of(0, [])
-        file_entries = self._read_file() if keys_file is not None else []
-        self._install(self._fixed + (file_entries or []), "start")
+        from_file = self._read_file() if keys_file is not None else []
+        self._install(self._fixed + (from_file or []), "start")
         self._next_check = time.monotonic() + reload_interval_s
 
     @classmethod
@@ -161,38 +166,39 @@ class KeyRing:
     def _check_file(self) -> None:
         if _signature(self._file) == self._seen:
             return
-        entries = self._read_file()
-        if entries is not None:
-            self._install(self._fixed + entries, f"reloaded {self._file}")
+        from_file = self._read_file()
+        if from_file is not None:
+            self._install(self._fixed + from_file, f"reloaded {self._file}")
 
-    def _read_file(self) -> list[KeyEntry] | None:
-        """The file's entries, or None (logged, counted) when it cannot be used."""
+    def _read_file(self) -> list[tuple[bytes, str]] | None:
+        """The file's (digest, principal) pairs, or None (logged, counted) when it cannot be used."""
         assert self._file is not None
         self._seen = _signature(self._file)
         try:
             if self._seen is None:
                 raise KeyEntryError(f"{self._file}: no such file")
             entries = parse_file_text(self._file.read_text(encoding="utf-8"), str(self._file))
-            fixed = {e.key.get_secret_value() for e in self._fixed}
-            if shared := sum(e.key.get_secret_value() in fixed for e in entries):
+            digests = _digested(entries)
+            fixed = {digest for digest, _ in self._fixed}
+            if shared := sum(digest in fixed for digest, _ in digests):
                 raise KeyEntryError(f"{self._file}: {shared} key(s) also in {self._fixed_source}")
         except (OSError, UnicodeDecodeError, KeyEntryError) as exc:
             if self._observer is not None:
                 self._observer.api_keys_reload_failed()
             if self._generation.number == 0:
                 self._log.error("API keys: %s; no key from the file is accepted until it is fixed "
-                             "(it is read again when it changes)", exc)
+                                "(it is read again when it changes)", exc)
             else:
                 self._log.error("API keys: %s; keys generation %d stays in force", exc, self._generation.number)
             return None
-        return entries
+        return digests
 
-    def _install(self, entries: list[KeyEntry], reason: str) -> None:
-        generation = _Generation.of(self._generation.number + 1, entries)
+    def _install(self, digests: list[tuple[bytes, str]], reason: str) -> None:
+        generation = _Generation.of(self._generation.number + 1, digests)
         self._generation = generation
         principals = generation.principals
         self._log.info("API keys generation %d in force (%s): %d key(s) of %d principal(s): %s",
-                    generation.number, reason, len(generation.digests), len(principals),
-                    ", ".join(principals) or "none")
+                       generation.number, reason, len(generation.digests), len(principals),
+                       ", ".join(principals) or "none")
         if self._observer is not None:
             self._observer.api_keys_loaded(generation.number, len(generation.digests), len(principals))
