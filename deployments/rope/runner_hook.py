@@ -112,6 +112,10 @@ def _attach(runner) -> None:
         if getattr(runner, attr, None) is not None:
             # Both re-lay tokens on the GPU after input preparation.
             raise RuntimeError(f"internlm_rope: per-request rotary bases do not support vLLM's {attr}")
+    if getattr(getattr(runner, "parallel_config", None), "use_ubatching", False):
+        # Micro-batches hand the rotary layer a slice of the step's tokens,
+        # whose rows would be read from the step's start.
+        raise RuntimeError("internlm_rope: per-request rotary bases do not support vLLM's micro-batching (DBO)")
     setattr(runner, RUNNER_ATTR, RunnerRope(layers))
 
 
