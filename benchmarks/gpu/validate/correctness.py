@@ -22,6 +22,22 @@ from benchmarks.gpu.stage_log import StageLog
 from benchmarks.gpu.validated_models import VALIDATED_MODELS
 
 
+def base_for_seq_len(config, pool, seq_len: int | None) -> float:
+    """The rotary base for a sequence of ``seq_len`` tokens (the ingress's
+    x-rope-seq-len: the L it sent the engine for this prompt); the pool's
+    base when the ingress sent none (a pool inside the native window)."""
+    from deployments.rope.ntk import dynamic_ntk_base
+
+    if seq_len is None:
+        return pool_base(config, pool)
+    model = config.models[pool.model]
+    hf = json.loads((Path(model.path) / "config.json").read_text())
+    theta, head_dim = float(hf["rope_theta"]), hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"]
+    if seq_len <= model.native_context:
+        return theta
+    return dynamic_ntk_base(theta, float(model.rope_scaling["factor"]), model.native_context, seq_len, head_dim)
+
+
 def pool_base(config, pool) -> float:
     """The rotary base the pool's engine uses: the sequence length comes from
     the same function that configures the engines (deployments/engines.py)."""
@@ -61,11 +77,18 @@ def stage_correctness(args, log: StageLog) -> None:
                 continue
             top = response.json()["choices"][0]["logprobs"]["top_logprobs"][0]
             logprobs = {int(k.split(":", 1)[1]): v for k, v in top.items()}
-            row = {"tokens": size, "pool": response.headers.get("x-pool"), "seconds": elapsed, "top_logprobs": logprobs}
+            seq_len = response.headers.get("x-rope-seq-len", "-")
+            row = {"tokens": size, "pool": response.headers.get("x-pool"), "seconds": elapsed, "top_logprobs": logprobs,
+                   "rope_seq_len": None if seq_len == "-" else int(seq_len),
+                   "rope_base_ratio": response.headers.get("x-rope-base-ratio")}
             engine_rows.append(row)
             log.append("engine", row)
             progress(f"engine {size:,} tokens via {row['pool']}: {elapsed:.1f} s")
         bases = {p.name: pool_base(config, p) for p in config.pools}
+        # The base each prompt was rotated with: its pool's rope_base mode
+        # (deployments/routing/rope_base.py) picked L, and the ingress said which.
+        for row in engine_rows:
+            row["base"] = base_for_seq_len(config, config.pool(row["pool"]), row["rope_seq_len"])
         model_path = config.models[m.model].path
     import torch
 
@@ -75,16 +98,21 @@ def stage_correctness(args, log: StageLog) -> None:
     stock_base = float(reference.config["rope_theta"])
     for row in engine_rows:
         ids = random_ids(row["tokens"], seed=row["tokens"] + 11)
-        base = bases[row["pool"]]
-        # Wrong: stock vLLM's base past the window; the long pool's inside it.
-        wrong = stock_base if base != stock_base else max(bases.values())
+        base = row["base"]
+        # Wrong: the pool-wide base (band maximum) where the prompt got another,
+        # else stock vLLM's base past the window; the long pool's inside it.
+        if base != bases[row["pool"]]:
+            wrong = bases[row["pool"]]
+        else:
+            wrong = stock_base if base != stock_base else max(bases.values())
         t0 = time.perf_counter()
         right_lp = reference.next_token_logprobs(ids, base)
         wrong_lp = reference.next_token_logprobs(ids, wrong)
         tokens = torch.tensor(list(row["top_logprobs"].keys()))
         engine_lp = torch.tensor(list(row["top_logprobs"].values()))
         result = {
-            "tokens": row["tokens"], "pool": row["pool"], "base": base, "wrong_base": wrong,
+            "tokens": row["tokens"], "pool": row["pool"], "rope_seq_len": row["rope_seq_len"],
+            "rope_base_ratio": row["rope_base_ratio"], "base": base, "wrong_base": wrong,
             "max_abs_diff": (engine_lp - right_lp[tokens].cpu()).abs().max().item(),
             "wrong_base_diff": (engine_lp - wrong_lp[tokens].cpu()).abs().max().item(),
             "reference_top1": int(right_lp.argmax()), "engine_top1": int(max(row["top_logprobs"], key=row["top_logprobs"].get)),
