@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="warm_path, short_overhead_http: both servers up at once")
     parser.add_argument("--http-overhead-repeats", type=int, default=40,
                         help="short_overhead_http rounds (warm_path: while both servers are up; 0 skips)")
+    parser.add_argument("--request-gap-s", type=float, default=0.25,
+                        help="warm_path, short_overhead_http: idle time before each timed request (the previous "
+                        "server's threads settle; on 2 CPU cores a request right after vllm serve's took ~0.9 s more)")
     parser.add_argument("--vllm-serve-with-rope-plugin", action="store_true",
                         help="warm_path: vllm serve with our RoPE plugin (default: stock, VLLM_PLUGINS=none)")
     args = parser.parse_args(argv)

@@ -140,8 +140,13 @@ def record(log: StageLog, doc: Document, arm: str, kind: str, result: dict) -> N
     log.flush()
 
 
-def cold_and_warm(log: StageLog, doc: Document, servers: dict, questions: int) -> None:
-    """The cold question on each server, then ``questions`` rounds of follow-ups, arms alternating (order rotated)."""
+def cold_and_warm(log: StageLog, doc: Document, servers: dict, questions: int, gap_s: float) -> None:
+    """The cold question on each server, then ``questions`` rounds of follow-ups, arms alternating (order rotated).
+
+    Each follow-up starts ``gap_s`` after the previous one ended: a server's
+    work after answering (its engine's threads winding down) must not be
+    charged to the next request, which may be the other server's.
+    """
     for name, server in servers.items():
         if isinstance(server, OursServer):
             log.data.setdefault("uploads", {})[str(doc.tokens)] = server.upload(doc)
@@ -155,6 +160,7 @@ def cold_and_warm(log: StageLog, doc: Document, servers: dict, questions: int) -
     for round_ in range(1, questions + 1):
         shift = round_ % len(arms)
         for arm, server in arms[shift:] + arms[:shift]:
+            time.sleep(gap_s)
             record(log, doc, arm, "warm", server.ask(doc, round_, arm))
     warm = log.data["samples"][str(doc.tokens)]
     progress(f"{doc.tokens:,} tokens, warm medians: "
@@ -191,8 +197,10 @@ def warm_rows(data: dict) -> list[dict]:
     return rows
 
 
-def short_overhead_http(log: StageLog, ours: OursServer | None, vllm: VllmServeClient | None, repeats: int) -> None:
-    """1,024-token, max_tokens 1 requests, interleaved (order rotated), each a new prompt; medians per path."""
+def short_overhead_http(log: StageLog, ours: OursServer | None, vllm: VllmServeClient | None, repeats: int,
+                        gap_s: float) -> None:
+    """1,024-token, max_tokens 1 requests, interleaved (order rotated), each a new prompt, ``gap_s`` apart;
+    medians per path."""
     paths = {}
     if ours:
         paths["proxy"] = ours.proxy
@@ -208,6 +216,7 @@ def short_overhead_http(log: StageLog, ours: OursServer | None, vllm: VllmServeC
         for j, name in enumerate(names[shift:] + names[:shift]):
             body = {"model": model, "prompt": random_ids(SHORT_PROMPT_TOKENS, seed=50_000 + 7 * i + j),
                     "max_tokens": 1, "temperature": 0}
+            time.sleep(gap_s)
             started = time.perf_counter()
             response = paths[name].post("/v1/completions", json=body)
             elapsed_ms = (time.perf_counter() - started) * 1000
@@ -294,6 +303,7 @@ def stage_warm_path(args, log: StageLog, overhead_only: bool = False) -> None:
     log.put("profiles", {"shared": str(args.warm_shared_profile), "alone": str(args.warm_profile)})
     log.put("modes", {str(t): ("shared" if t in shared else "alone") for t in lengths})
     log.put("arms", sorted(arms))
+    log.put("request_gap_s", args.request_gap_s)
     model = shared_cfg.pools[0].model
     # The documents are written and tokenized (seconds at 400k) while the first server loads.
     writer = ThreadPoolExecutor(1)
@@ -315,10 +325,10 @@ def stage_warm_path(args, log: StageLog, overhead_only: bool = False) -> None:
                 if "ours" in arms else None
             for tokens in shared:
                 servers = {name: s for name, s in (("vllm serve", vllm), ("ours", ours)) if s}
-                cold_and_warm(log, document(tokens), servers, args.warm_questions)
+                cold_and_warm(log, document(tokens), servers, args.warm_questions, args.request_gap_s)
                 log.put("warm_path", warm_rows(log.data))
             if overhead:
-                short_overhead_http(log, ours, vllm, overhead)
+                short_overhead_http(log, ours, vllm, overhead, args.request_gap_s)
         log.data.setdefault("gpu_released_s", {})["shared"] = wait_gpu_released()
     for name in ("vllm_serve", "ours"):
         if not alone or name not in arms:
@@ -329,7 +339,7 @@ def stage_warm_path(args, log: StageLog, overhead_only: bool = False) -> None:
             else:
                 server = stack.enter_context(ours_up(log, args.warm_profile, "ours_alone"))[0]
             for tokens in alone:
-                cold_and_warm(log, document(tokens), {name: server}, args.warm_questions)
+                cold_and_warm(log, document(tokens), {name: server}, args.warm_questions, args.request_gap_s)
                 log.put("warm_path", warm_rows(log.data))
         log.data.setdefault("gpu_released_s", {})[name] = wait_gpu_released()
     log.put("warm_path", warm_rows(log.data))
