@@ -172,6 +172,14 @@ def ttfts(samples: list[dict]) -> list[float]:
     return [r["ttft_s"] for r in samples if r.get("ttft_s") is not None]
 
 
+def median_spans(samples: list[dict]) -> dict[str, float]:
+    """Median of each Server-Timing span over the answered samples (where a warm question's time goes)."""
+    names = {name for r in samples if r.get("ttft_s") is not None for name in r.get("server_timing_ms", {})}
+    return {name: statistics.median(r["server_timing_ms"][name] for r in samples
+                                    if r.get("ttft_s") is not None and name in r.get("server_timing_ms", {}))
+            for name in sorted(names)}
+
+
 def warm_rows(data: dict) -> list[dict]:
     """Rows {tokens, ours_s, vllm_serve_s, ratio, card} (warm medians), with the other arms and the cold question.
 
@@ -191,6 +199,7 @@ def warm_rows(data: dict) -> list[dict]:
         for arm in ("ours_direct_ingress", "ours_completions"):
             row[f"{arm}_s"] = median.get(arm)
             row[f"{arm}_ratio"] = median[arm] / base if base and arm in median else None
+        row["ours_server_timing_ms"] = median_spans(arms.get("ours", {}).get("warm", []))
         row.update({"cold_ours_s": cold.get("ours"), "cold_vllm_serve_s": cold.get("vllm_serve"),
                     "cold_ratio": cold["ours"] / cold["vllm_serve"] if len(cold) == 2 else None})
         rows.append(row)

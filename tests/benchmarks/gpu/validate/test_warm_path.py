@@ -8,7 +8,8 @@ from benchmarks.gpu.validate.warm_path import question, warm_rows
 
 
 def _sample(ttft_s: float) -> dict:
-    return {"status": 200, "ttft_s": ttft_s, "total_s": ttft_s + 0.1, "events": 9, "headers": {}}
+    return {"status": 200, "ttft_s": ttft_s, "total_s": ttft_s + 0.1, "events": 9, "headers": {},
+            "server_timing_ms": {"route": 0.1, "vllm_prefill": ttft_s * 500}}
 
 
 def _arm(cold: float | None, warm: list[float]) -> dict:
@@ -25,6 +26,8 @@ def test_rows_are_warm_medians_against_vllm_serve():
     assert abs(row["ratio"] - 1.2) < 1e-9 and abs(row["ours_completions_ratio"] - 2.0) < 1e-9
     assert row["ours_direct_ingress_s"] is None and row["questions"] == 3
     assert (row["mode"], row["prefix_tokens"], row["cold_ours_s"]) == ("shared", 128031, 10.6)
+    # Where the warm questions' time went, by our server's own spans (medians).
+    assert row["ours_server_timing_ms"] == {"route": 0.1, "vllm_prefill": 60.0}
 
 
 def test_vllm_serve_is_asked_what_our_ask_is_and_every_other_arm_a_new_question():
