@@ -77,8 +77,9 @@ class ModelConfig(StrictModel):
         default=True,
         description="Run the Python files shipped in the model's repository (transformers' "
         "trust_remote_code), in the engines and in the ingress's tokenizer. The InternLM checkpoints "
-        "need it: vLLM has their model code, but their config classes (model_type internlm2/internlm3, "
-        "unknown to transformers) and their tokenizers are the repository's own code. Set it explicitly "
+        "need it: vLLM has their model code, but InternLM2.5's config class (model_type internlm2, unknown "
+        "to transformers) and both repositories' tokenizer classes (tokenization_internlm*.py) are the "
+        "repository's own code. Set it explicitly "
         "per model; false for a checkpoint that transformers knows. Pin the weights to a commit "
         "(the Helm chart's weights.download.models.<name>.revision) so the code that runs cannot change.",
     )
