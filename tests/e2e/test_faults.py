@@ -1,4 +1,9 @@
-"""Faults on the real stack: an engine replica dies in the middle of streams; an engine dies inside a live replica."""
+"""Faults on the real stack: an engine replica dies in the middle of streams; an engine dies inside a live replica.
+
+The two faults hit two different pools (InternLM3's short and long ones), and
+the last test waits for both pools to serve again: Serve replaces the two
+replicas at the same time, rather than one after the other per test.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.disruptive]
 
 IL3 = "internlm3-8b-instruct"
 IL25 = "internlm2_5-7b-chat-1m"
+
+
+def _chat(model: str, content: str) -> dict:
+    return {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 2}
+
+
+@pytest.fixture(scope="module")
+def killed_pools() -> dict:
+    """Pool name -> a request it must answer again once Serve has replaced
+    what a test killed; test_killed_pools_serve_again waits for them all."""
+    return {}
 
 
 def _replica_actors(deployment: str) -> list:
@@ -39,7 +55,7 @@ def _stream_until_end(base_url: str, max_tokens: int, out: dict, started: thread
             out["lines"] = lines
 
 
-def test_engine_replica_killed_mid_stream(cluster, http):
+def test_engine_replica_killed_mid_stream(cluster, http, killed_pools):
     import ray
 
     first_band = cluster.config.pools_of(IL3)[0]
@@ -70,17 +86,7 @@ def test_engine_replica_killed_mid_stream(cluster, http):
         "model": IL25, "messages": [{"role": "user", "content": "still there?"}], "max_tokens": 2})
     assert other.status_code == 200
 
-    # Serve brings the replica back and the pool answers again. While it is
-    # down the ingress answers 503 (never a 5xx of its own making, never a hang).
-    def pool_serves():
-        response = http.post("/v1/chat/completions", json={
-            "model": IL3, "messages": [{"role": "user", "content": "back?"}], "max_tokens": 2})
-        assert response.status_code in (200, 503), response.text
-        if response.status_code == 503:
-            assert response.json()["error"]["code"] == ErrorCode.POOL_UNAVAILABLE
-        return response.status_code == 200
-
-    wait_until(pool_serves, 300, f"pool {pool} to serve again after its replica was killed")
+    killed_pools[pool] = _chat(IL3, "back?")
 
 
 def _engine_core_of(deployment: str):
@@ -96,12 +102,13 @@ def _engine_core_of(deployment: str):
     return cores[0]
 
 
-def test_engine_death_inside_a_live_replica_is_503_until_serve_replaces_it(cluster, http):
+def test_engine_death_inside_a_live_replica_is_503_until_serve_replaces_it(cluster, http, killed_pools):
     """What the H200 showed (an engine out of GPU memory): the replica lives on, its engine is dead."""
-    pool = cluster.config.pools_of(IL3)[0].name
-    body = {"model": IL3, "messages": [{"role": "user", "content": "still there?"}], "max_tokens": 2}
-    wait_until(lambda: http.post("/v1/chat/completions", json=body).status_code == 200, 300,
-               f"pool {pool} to serve before its engine is killed")
+    pool = cluster.config.pools_of(IL3)[1].name
+    # Past InternLM3's short band: the long pool's request.
+    body = _chat(IL3, "still there? " + "alpha " * cluster.config.pools_of(IL3)[0].max_tokens)
+    first = http.post("/v1/chat/completions", json=body)
+    assert first.status_code == 200 and first.headers["x-pool"] == pool, first.text
     _engine_core_of(f"pool-{pool}").kill()
 
     first = http.post("/v1/chat/completions", json=body)
@@ -111,13 +118,32 @@ def test_engine_death_inside_a_live_replica_is_503_until_serve_replaces_it(clust
     assert int(first.headers["retry-after"]) > 0
 
     # Other pools are untouched; this one answers 503 (never a 500) until Serve
-    # has replaced the replica whose health check now fails, then serves again.
+    # has replaced the replica whose health check now fails.
     other = http.post("/v1/chat/completions", json={**body, "model": IL25})
     assert other.status_code == 200
+    killed_pools[pool] = body
 
-    def pool_serves():
+
+def test_killed_pools_serve_again(http, killed_pools):
+    """Serve brings every killed replica back and its pool answers again. While
+    one is down the ingress answers 503 (never a 5xx of its own making, never a hang)."""
+    assert killed_pools, "no fault test ran before this one"
+
+    def pool_serves(pool: str, body: dict) -> bool:
         response = http.post("/v1/chat/completions", json=body)
         assert response.status_code in (200, 503), response.text
-        return response.status_code == 200
+        if response.status_code == 503:
+            assert response.json()["error"]["code"] in (ErrorCode.POOL_UNAVAILABLE, ErrorCode.ENGINE_FAILED)
+            return False
+        assert response.headers["x-pool"] == pool
+        return True
 
-    wait_until(pool_serves, 300, f"pool {pool} to serve again after its engine died")
+    waiting = dict(killed_pools)
+
+    def all_serve() -> bool:
+        for pool, body in list(waiting.items()):
+            if pool_serves(pool, body):
+                del waiting[pool]
+        return not waiting
+
+    wait_until(all_serve, 300, f"pools {sorted(killed_pools)} to serve again after their faults")
