@@ -79,6 +79,10 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
         # Health checks of il25-long every second (the planner's timeout kept),
         # so many fall inside its prefills (tests/e2e/test_health_prefill.py).
         "pools.il25-long.health_check_period_s=1",
+        # usage.prompt_tokens_details.cached_tokens on il3-long's answers (a vLLM
+        # front-end argument): tests/e2e/test_rope_base.py reads each request's
+        # cache hits there rather than waiting for Ray's metrics export.
+        "pools.il3-long.engine.extra.enable_prompt_tokens_details=true",
         # Serve's direct ingress: the other tests use Serve's proxy on `port`,
         # tests/e2e/test_direct_ingress.py the ingress replica's own port.
         "ingress.direct_ingress=true",

@@ -1,5 +1,6 @@
 """Long context through the router: past the native RoPE window, logprobs
-match the plain-PyTorch reference at the pool's base (deployments/rope)."""
+match the plain-PyTorch reference at the prompt's own base (deployments/rope,
+cpu-demo's long pools in rope_base request mode)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,13 @@ def test_long_pool_logprobs_match_reference_past_native_window(http, cluster, mo
     entries = response.json()["choices"][0]["prompt_logprobs"]
     engine = [entries[i][str(ids[i])]["logprob"] for i in range(1, len(ids))]
     assert all(math.isfinite(v) for v in engine), "non-finite prompt logprobs past the native window"
-    reference = ReferenceModel(config.path).prompt_logprobs(ids, ntk_seq_len=long_pool.max_tokens)
+    # cpu-demo's long pools rotate each prompt with the base for its own length (rope_base request).
+    assert long_pool.rope_base.mode == "request" and response.headers["x-rope-seq-len"] == str(length)
+    reference = ReferenceModel(config.path).prompt_logprobs(ids, ntk_seq_len=length)
     assert max_abs_diff(engine, reference.tolist()) < TOLERANCE
+    # ... which the pool's one base (the band maximum's) is not.
+    pool_base = ReferenceModel(config.path).prompt_logprobs(ids, ntk_seq_len=long_pool.max_tokens)
+    assert max_abs_diff(engine, pool_base.tolist()) > 100 * TOLERANCE
     # Sensitive: the stock (unscaled) base is far off at these lengths.
     stock = ReferenceModel(config.path).prompt_logprobs(ids, ntk_seq_len=config.native_context)
     assert max_abs_diff(engine, stock.tolist()) > 100 * TOLERANCE
