@@ -33,6 +33,22 @@ def placement_bundles(pool: PoolConfig, device: str) -> list[dict[str, float]]:
     return [dict(worker) for _ in range(pool.engine.tensor_parallel_size)]
 
 
+def model_runner_env(device: str) -> dict[str, str]:
+    """Keep GPU engines on a model runner the per-request rotary hook follows.
+
+    vLLM picks its V2 GPU model runner by default for some models; where the
+    installed vLLM's V2 runner is not one deployments/rope/runner_hook.py
+    follows (vLLM 0.26, the Ray 2.58 set), its V1 runner is (the layout the
+    CPU backend runs too), so the engines are told to use it instead of
+    failing at start. A pool's own ``env`` still wins.
+    """
+    if device != "gpu":
+        return {}
+    from deployments.rope.runner_hook import v2_runner_problem
+
+    return {"VLLM_USE_V2_MODEL_RUNNER": "0"} if v2_runner_problem() else {}
+
+
 def gpu_share_env(pool: PoolConfig, device: str) -> dict[str, str]:
     """Tell vLLM's Ray workers the GPU share of their bundle.
 
@@ -107,7 +123,8 @@ def llm_config_for_pool(cluster: ClusterConfig, pool: PoolConfig):
     router = request_router_config(pool, tier_capacity_tokens(cluster, pool))
     if router is not None:
         deployment_config["request_router_config"] = router
-    env_vars = {**cluster.engine_env, **gpu_share_env(pool, cluster.device), **pool.env}
+    env_vars = {**model_runner_env(cluster.device), **cluster.engine_env, **gpu_share_env(pool, cluster.device),
+                **pool.env}
     return LLMConfig(
         model_loading_config={
             "model_id": pool.model,

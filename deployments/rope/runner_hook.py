@@ -200,6 +200,21 @@ def _check(cls, layout: str, layout_params: tuple[str, ...]) -> str | None:
     return None
 
 
+# The V2 runner's input preparation as the hook reads it (vLLM 0.29). vLLM
+# 0.26's V2 runner takes a BatchExecutionDescriptor there instead, and its
+# V1 runner is the layout above: engines there run the V1 runner
+# (v2_runner_problem, deployments/engines.py).
+V2_LAYOUT = ("self", "scheduler_output", "batch_req_state")
+
+
+def v2_runner_problem() -> str | None:
+    """What keeps the hook from following this vLLM's V2 GPU model runner, or None
+    (also when this vLLM has none). Seen on the GPU test machine: vLLM 0.26's
+    ``prepare_inputs(self, scheduler_output, batch_desc)`` failed every engine."""
+    v2 = _import("vllm.v1.worker.gpu.model_runner", "GPUModelRunner")
+    return None if v2 is None else _check(v2, "prepare_inputs", V2_LAYOUT)
+
+
 def install() -> None:
     """Wrap vLLM's model runners.
 
@@ -230,7 +245,7 @@ def install() -> None:
         _wrap(cls, "load_model", after=_attach if v1_problem is None else _refuse(v1_problem))
     v2 = _import("vllm.v1.worker.gpu.model_runner", "GPUModelRunner")
     if v2 is not None:
-        v2_problem = _check(v2, "prepare_inputs", ("self", "scheduler_output", "batch_req_state"))
+        v2_problem = _check(v2, "prepare_inputs", V2_LAYOUT)
         if v2_problem is None:
             _wrap(v2, "execute_model", before=_track)
             _wrap(v2, "prepare_inputs", before=_load_v2)

@@ -59,3 +59,27 @@ def test_stream_batching_interval_reaches_ray_serve_llm():
         "stream_batching_interval_ms": 10.0}
     assert llm_config_for_pool(cluster, cluster.pool("il25-long")).experimental_configs == {
         "stream_batching_interval_ms": 0.0}
+
+
+def test_gpu_engines_run_the_v1_runner_where_the_rope_hook_cannot_follow_v2(monkeypatch):
+    """vLLM 0.26's V2 runner is not one the per-request rotary hook follows: its GPU engines are
+    told to use the V1 runner; a vLLM whose V2 runner it follows, and CPU engines, get nothing."""
+    from deployments.rope import runner_hook
+
+    cluster = load_config(profile_path("a100-80g"), env={})
+    pool = cluster.pool("il25-long")
+
+    def env_of(config):
+        return (config.runtime_env or {}).get("env_vars", {})
+
+    monkeypatch.setattr(runner_hook, "v2_runner_problem", lambda: None)
+    assert "VLLM_USE_V2_MODEL_RUNNER" not in env_of(llm_config_for_pool(cluster, pool))
+    monkeypatch.setattr(runner_hook, "v2_runner_problem", lambda: "prepare_inputs(batch_desc)")
+    assert env_of(llm_config_for_pool(cluster, pool))["VLLM_USE_V2_MODEL_RUNNER"] == "0"
+    # A pool's own env wins.
+    mine = load_config(profile_path("a100-80g"), ["pools.il25-long.env.VLLM_USE_V2_MODEL_RUNNER='1'"], env={})
+    assert env_of(llm_config_for_pool(mine, mine.pool("il25-long")))["VLLM_USE_V2_MODEL_RUNNER"] == "1"
+    # CPU engines run vLLM's CPU runner, a V1 runner.
+    from deployments.engines import model_runner_env
+
+    assert model_runner_env("cpu") == {}

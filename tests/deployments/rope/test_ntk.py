@@ -167,3 +167,25 @@ def test_seq_len_from_extra_args(extra_args, expected):
     from deployments.rope.runner_hook import seq_len_from_extra_args
 
     assert seq_len_from_extra_args(extra_args) == expected
+
+
+def test_v2_runner_of_another_layout_is_named(monkeypatch):
+    """vLLM 0.26's V2 runner prepares inputs from a BatchExecutionDescriptor (seen on the GPU
+    test machine: every engine failed at start); v2_runner_problem names it, so the engines are
+    sent to the V1 runner (deployments/engines.py), and is quiet for the layout the hook follows."""
+    from deployments.rope import runner_hook
+
+    class V026Runner:
+        def execute_model(self, scheduler_output, intermediate_tensors=None): ...
+        def prepare_inputs(self, scheduler_output, batch_desc): ...
+
+    class V029Runner:
+        def execute_model(self, scheduler_output, intermediate_tensors=None): ...
+        def prepare_inputs(self, scheduler_output, batch_req_state): ...
+
+    for runner, problem in ((V026Runner, "batch_desc"), (V029Runner, None)):
+        monkeypatch.setattr(runner_hook, "_import", lambda module, name, runner=runner: runner)
+        found = runner_hook.v2_runner_problem()
+        assert (found is None) if problem is None else (problem in found), found
+    monkeypatch.setattr(runner_hook, "_import", lambda module, name: None)  # a vLLM without a V2 runner
+    assert runner_hook.v2_runner_problem() is None
