@@ -8,18 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.config import load_config, profile_path
 from deployments.errors import APIError, ErrorCode
-from deployments.ingress.service import Ingress
 
 IL25 = "internlm2_5-7b-chat-1m"
-
-
-@pytest.fixture(scope="module")
-def ingress(demo_models, tmp_path_factory):
-    config = load_config(profile_path("cpu-demo"), [f"documents.store.data_dir={tmp_path_factory.mktemp('docs')}"],
-                         env={})
-    return Ingress(config.model_dump(mode="json"), pool_handles={})
 
 
 def test_the_prompt_ids_reach_the_engine_request_as_counted(ingress):

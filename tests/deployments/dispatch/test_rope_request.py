@@ -6,25 +6,15 @@ vLLM's own request model; no pool attached, so nothing reaches an engine.
 
 from __future__ import annotations
 
-import pytest
 from fastapi.testclient import TestClient
 
-from cluster.config import load_config, profile_path
 from deployments.dispatch.relay import rope_headers
 from deployments.dispatch.request_path import ServerTimings
 from deployments.errors import ErrorCode
 from deployments.ingress.http import create_app
-from deployments.ingress.service import Ingress
 from deployments.rope import ROPE_SEQ_LEN_XARG
 
 IL25 = "internlm2_5-7b-chat-1m"
-
-
-@pytest.fixture(scope="module")
-def ingress(demo_models, tmp_path_factory):
-    config = load_config(profile_path("cpu-demo"), [f"documents.store.data_dir={tmp_path_factory.mktemp('docs')}"],
-                         env={})
-    return Ingress(config.model_dump(mode="json"), pool_handles={})
 
 
 def sampling_params(request):
