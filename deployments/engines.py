@@ -8,6 +8,7 @@ wrapper of its own.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from cluster.config import ClusterConfig, PoolConfig
@@ -20,6 +21,8 @@ from deployments.routing.replica_routers import request_router_config
 from deployments.serve_options import pool_serve_options
 
 POOL_DEPLOYMENT_PREFIX = "pool-"
+
+logger = logging.getLogger(__name__)
 
 
 def pool_deployment_name(pool_name: str) -> str:
@@ -46,7 +49,13 @@ def model_runner_env(device: str) -> dict[str, str]:
         return {}
     from deployments.rope.runner_hook import v2_runner_problem
 
-    return {"VLLM_USE_V2_MODEL_RUNNER": "0"} if v2_runner_problem() else {}
+    try:
+        problem = v2_runner_problem()
+    except Exception as exc:  # noqa: BLE001 - the app may be built where vLLM's GPU runner cannot import
+        # (a GPU-less head pod); the engines' own hook still refuses a runner it cannot follow.
+        logger.warning("could not inspect vLLM's V2 model runner here (%s); engines choose their runner", exc)
+        return {}
+    return {"VLLM_USE_V2_MODEL_RUNNER": "0"} if problem else {}
 
 
 def gpu_share_env(pool: PoolConfig, device: str) -> dict[str, str]:

@@ -83,3 +83,15 @@ def test_gpu_engines_run_the_v1_runner_where_the_rope_hook_cannot_follow_v2(monk
     from deployments.engines import model_runner_env
 
     assert model_runner_env("cpu") == {}
+
+
+def test_an_app_built_where_vllms_gpu_runner_cannot_import_leaves_the_runner_to_the_engines(monkeypatch):
+    """A GPU-less head pod may build the app; the engines' hook still refuses a runner it cannot follow."""
+    from deployments import engines
+    from deployments.rope import runner_hook
+
+    def cannot_import():
+        raise ImportError("libcuda.so.1: cannot open shared object file")
+
+    monkeypatch.setattr(runner_hook, "v2_runner_problem", cannot_import)
+    assert engines.model_runner_env("gpu") == {}
