@@ -12,7 +12,7 @@ from pydantic import Field
 
 from cluster.config import ClusterConfig, PoolConfig
 from cluster.planner.architecture import Architecture, element_bytes, resolve_architecture, valid_tensor_parallel
-from cluster.planner.base import FrozenModel, PlanError
+from cluster.planner.base import DEFAULT_BATCHED_TOKENS, FrozenModel, PlanError
 from cluster.planner.kv_tier import TierPlan, plan_tier
 from cluster.planner.rotary import RotaryPlan, plan_rotary
 from cluster.planner.ttft import cold_ttft_s
@@ -21,9 +21,6 @@ GIB = 1024**3
 KIB = 1024
 # vLLM allocates KV in blocks of 16 tokens (CUDA default); capacity rounds down to it.
 KV_BLOCK_TOKENS = 16
-# When max_num_batched_tokens is unset, vLLM picks 2048-16384 by GPU; the
-# largest common value keeps the activation estimate on the safe side.
-DEFAULT_BATCHED_TOKENS = 16384
 NON_TORCH_GIB = 1.0
 TP_COMM_GIB = 0.5
 CUDA_GRAPH_GIB = 0.5

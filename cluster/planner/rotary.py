@@ -24,14 +24,11 @@ from pydantic import Field
 
 from cluster.config import ClusterConfig, PoolConfig
 from cluster.config.pool import RopeBaseMode
-from cluster.planner.base import FrozenModel
+from cluster.planner.base import DEFAULT_BATCHED_TOKENS, FrozenModel
 from deployments.rope.ntk import is_dynamic_ntk
 
 FLOAT32 = 4
 INT64 = 8
-# vLLM's default max_num_batched_tokens when a pool leaves it unset (its
-# largest per-GPU default; memory.DEFAULT_BATCHED_TOKENS says why).
-DEFAULT_BATCHED_TOKENS = 16384
 
 
 class RotaryPlan(FrozenModel):
