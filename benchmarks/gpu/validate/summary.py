@@ -22,6 +22,8 @@ TOLERANCE_RULE = ("max(0.05, 4 x the engine-vs-reference difference at 8k tokens
 def model_summary(serve_: dict, stock: dict, correct: dict, short_pool: str) -> dict:
     """One model's (a) routing, (b) logprob agreement and (c) prefill against stock vLLM."""
     agreement = correct.get("agreement", [])
+    # The card of the correctness run: it may differ from the serve stage's (the summary's "gpu").
+    card = correct.get("versions", {}).get("gpu")
     floor = min((a["max_abs_diff"] for a in agreement if a["pool"] == short_pool), default=None)
     tolerance = max(0.05, 4 * floor) if floor is not None else None
     stock_by_size = {r["tokens"]: r for r in stock.get("prefill", [])}
@@ -41,7 +43,9 @@ def model_summary(serve_: dict, stock: dict, correct: dict, short_pool: str) -> 
         "startup_s": serve_.get("startup_s"),
         "logprob_agreement": [
             {"tokens": a["tokens"], "pool": a["pool"], "max_abs_diff": a["max_abs_diff"], "tolerance": tolerance,
-             "wrong_base_diff": a["wrong_base_diff"]} for a in agreement],
+             "wrong_base_diff": a["wrong_base_diff"], "card": card,
+             # Runs with per-request bases: the L the ingress sent and the base compared at.
+             **{k: a[k] for k in ("rope_seq_len", "base", "wrong_base") if k in a}} for a in agreement],
         "logprob_tolerance_rule": TOLERANCE_RULE,
         "prefill": prefill,
     }
@@ -91,9 +95,10 @@ def stage_summary(args, _log=None) -> None:
     summary = {
         "gpu": v.get("gpu"), "ray": v.get("ray"), "vllm": v.get("vllm"), "torch": v.get("torch"),
         "python": v.get("python"),
-        "command": "python -m benchmarks.gpu.validate {checkpoints,serve,stock,correctness,doc_qa,kv_tier} "
-                   "[--model internlm3-8b-instruct] --results benchmarks/results/gpu (each stage on the H200 via "
-                   "benchmarks/gpu/device.sh; benchmarks/README.md, Measured on a GPU)",
+        "command": "python -m benchmarks.gpu.validate {checkpoints,serve,stock,correctness,doc_qa,kv_tier,warm_path} "
+                   "[--model internlm3-8b-instruct] --results benchmarks/results/gpu (each stage on the GPU test "
+                   "machine via benchmarks/gpu/device.sh; \"gpu\" is the serve stage's card, rows of other stages "
+                   "name theirs under \"card\"; benchmarks/README.md, Measured on a GPU)",
         **model_summary(serve_, stock, correct, VALIDATED_MODELS[DEFAULT_MODEL].short_pool),
         "short_overhead": {k: serve_.get("short_overhead", {}).get(k) for k in ("ours_ms", "engine_ms", "ratio")},
         # Our API through the ingress replica's own port (Serve's direct ingress: no proxy hop).
