@@ -26,18 +26,27 @@ LONG_POOL_CHUNK = 2048
 # gauge lives two intervals without a refresh, and 2 s leaves a loaded
 # machine room for a late export).
 METRICS_EXPORT_S = 2
+# KV blocks per engine (vLLM's CPU block is 128 tokens): 131,072 tokens, many
+# times what the tests keep cached, where the profile's 1 GiB of
+# VLLM_CPU_KVCACHE_SPACE holds 0.5-1M. vLLM zero-fills its KV cache, so the
+# gigabyte would be resident in every worker: this cluster fits beside the
+# two-node one on the other xdist worker (tests/support/lanes.py).
+KV_BLOCKS = 1024
 
 
 def pytest_collection_modifyitems(config, items):
     """Tests that kill parts of the shared cluster run last among the e2e
-    tests (not after the whole session, which would start a second cluster)."""
+    tests (not after the whole session, which would start a second cluster);
+    before them the quiet_machine ones, by when `make test`'s other worker
+    has only short tests left to pause (tests/support/lanes.py)."""
     here = Path(__file__).parent
     e2e = [item for item in items if here in Path(item.fspath).parents]
     if not e2e:
         return
     start = items.index(e2e[0])
     others = [item for item in items if item not in e2e]
-    e2e.sort(key=lambda item: item.get_closest_marker("disruptive") is not None)
+    e2e.sort(key=lambda item: (item.get_closest_marker("disruptive") is not None,
+                               item.get_closest_marker("quiet_machine") is not None))
     items[:] = others[:start] + e2e + others[start:]
 
 
@@ -79,21 +88,30 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
         # Health checks of il25-long every second (the planner's timeout kept),
         # so many fall inside its prefills (tests/e2e/test_health_prefill.py).
         "pools.il25-long.health_check_period_s=1",
-        # usage.prompt_tokens_details.cached_tokens on il3-long's answers (a vLLM
-        # front-end argument): tests/e2e/test_rope_base.py reads each request's
-        # cache hits there rather than waiting for Ray's metrics export.
+        # usage.prompt_tokens_details.cached_tokens on the long pools' answers (a
+        # vLLM front-end argument): tests/e2e/test_rope_base.py and
+        # test_cancel_prefill.py read each request's cache hits there rather
+        # than waiting for Ray's metrics export.
         "pools.il3-long.engine.extra.enable_prompt_tokens_details=true",
+        "pools.il25-long.engine.extra.enable_prompt_tokens_details=true",
         # Serve's direct ingress: the other tests use Serve's proxy on `port`,
         # tests/e2e/test_direct_ingress.py the ingress replica's own port.
         "ingress.direct_ingress=true",
     ]
     skip_draining_without_balancer()
     profile = str(profile_path("cpu-demo"))
+    overrides += [f"pools.{pool.name}.engine.extra.num_gpu_blocks_override={KV_BLOCKS}"
+                  for pool in load_config(profile, []).pools]
     config = load_config(profile, overrides)
     metrics_port = free_loopback_port()
     with pytest.MonkeyPatch.context() as env:
         # Read by every process Ray starts (RayConfig reads RAY_<name>).
         env.setenv("RAY_metrics_report_interval_ms", str(METRICS_EXPORT_S * 1000))
+        # Ray's workers (Serve's proxy and replicas, the engines under them) at
+        # the tests' priority, not nice 15 (Ray's default): under `make test`
+        # the other worker's tests and clusters would starve them until Serve's
+        # proxy failed its health checks (tests/support/lanes.py).
+        env.setenv("RAY_worker_niceness", "0")
         start_cluster(config, profile, overrides, address=None, metrics_port=metrics_port)
     running = RunningCluster(
         base_url=f"http://127.0.0.1:{port}",

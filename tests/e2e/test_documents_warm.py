@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.e2e.helpers import engine_counter, pool_in_flight, settled
+from tests.e2e.helpers import pool_in_flight
 from deployments.errors import ErrorCode
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +43,7 @@ def _follow(http, doc_id: str, pool: str, timeout_s: float = 300) -> tuple[list[
     raise AssertionError(f"warm-up of {doc_id} still {seen[-1]} after {timeout_s} s")
 
 
-def test_upload_with_warm_prefills_the_prefix_on_its_replica(cluster, http):
+def test_upload_with_warm_prefills_the_prefix_on_its_replica(http):
     upload = http.post("/v1/documents", json={"text": _text(1900, 1), "model": IL25, "warm": True})
     assert upload.status_code == 201, upload.text
     doc = upload.json()
@@ -59,12 +59,12 @@ def test_upload_with_warm_prefills_the_prefix_on_its_replica(cluster, http):
     assert in_flight and max(in_flight) == 1
     assert warm["replica"].startswith(f"pool-{pool}#") and warm["error"] is None
 
-    cached_before = settled(lambda: engine_counter(cluster.metrics_url, "prompt_tokens_cached"))
     answer = http.post(f"/v1/documents/{doc['id']}/ask", json={"question": "Who is obliged?", "max_tokens": 2})
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-replica"] == warm["replica"]
-    # The first question read (nearly) the whole prefix from the cache.
-    cached = settled(lambda: engine_counter(cluster.metrics_url, "prompt_tokens_cached")) - cached_before
+    # The first question read (nearly) the whole prefix from the cache (il25-long
+    # reports its cache hits in usage: tests/e2e/conftest.py).
+    cached = answer.json()["usage"]["prompt_tokens_details"]["cached_tokens"]
     assert cached >= 0.9 * doc["tokens"][IL25], f"first question read only {cached} tokens from the cache"
 
 

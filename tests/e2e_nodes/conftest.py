@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +48,10 @@ def profile(models: Path, data_dir: Path, port: int) -> dict:
                            "default_max_tokens": 16}},
         "pools": [{
             "name": POOL, "model": MODEL, "band": [0, 4096],
-            "engine": {"max_model_len": 4096, "max_num_seqs": 4, "dtype": "float32", "enforce_eager": True},
+            # 256 KV blocks of 128 tokens, not the 1 GiB VLLM_CPU_KVCACHE_SPACE gives (vLLM zero-fills
+            # it): the nodes fit beside the e2e cluster on the other xdist worker (tests/support/lanes.py).
+            "engine": {"max_model_len": 4096, "max_num_seqs": 4, "dtype": "float32", "enforce_eager": True,
+                       "extra": {"num_gpu_blocks_override": 256}},
             "replicas": {"min": 2, "max": 2},
             "worker_resources": {"CPU": 1, SLOT: 1},
             # A prompt's first 16 tokens pick its replica (affinity), so a test can aim at a node.
@@ -120,8 +125,9 @@ def two_nodes(demo_models, tmp_path_factory):
     # Ray caches the token a process first loaded: after another package's
     # local cluster in this pytest process, it would send that cluster's token.
     reset_auth_token_state()
-    # Short: sockets live under it, and their paths may not pass 107 characters.
-    base = Path(tmp_path_factory.mktemp("n", numbered=True))
+    # Short: sockets live under it, and their paths may not pass 107
+    # characters (a worker's basetemp, /tmp/pytest-of-<user>/pytest-<n>/popen-gw1/, is too long).
+    base = Path(tempfile.mkdtemp(prefix="e2e-nodes-"))
     head_port, api_port = free_loopback_port(), free_loopback_port()
     head = start_node("head", base, env, head_port=head_port, num_cpus=INGRESS_CPUS + WORKER_CPUS,
                       resources={SLOT: 1})
@@ -142,6 +148,7 @@ def two_nodes(demo_models, tmp_path_factory):
         yield cluster
     finally:
         _teardown(cluster)
+        shutil.rmtree(base, ignore_errors=True)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

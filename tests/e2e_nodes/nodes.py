@@ -87,7 +87,10 @@ def ray_env(token: str) -> dict[str, str]:
     return {**inherited, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
             "RAY_USAGE_STATS_ENABLED": "0",
             # Metrics every second, not every 10: tests poll an engine's gauges as a readiness check.
-            "RAY_metrics_report_interval_ms": "1000"}
+            "RAY_metrics_report_interval_ms": "1000",
+            # Ray's workers at the tests' own priority, not nice 15 (Ray's default): under `make test`
+            # the other worker's tests and clusters would starve them (tests/support/lanes.py).
+            "RAY_worker_niceness": "0"}
 
 
 def start_node(name: str, base: Path, env: dict[str, str], *, head_port: int | None = None,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import lanes
+
 RESOLVES_KEY = pytest.StashKey["object"]()
 
 
@@ -16,8 +18,20 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     from tests.tools.test_pins import Resolves
 
-    directory = Path(tempfile.mkdtemp(prefix="pin-resolves-"))
-    started = Resolves(directory)
-    session.config.stash[RESOLVES_KEY] = started
-    session.config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
-    session.config.add_cleanup(started.close)
+    config = session.config
+    if lanes.parallel(config):
+        # Both workers collect everything and either may run test_pins.py:
+        # the first here resolves, the other reads its results.
+        directory = lanes.shared_dir(config) / "pin-resolves"
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            started = Resolves.reading(directory)
+        else:
+            started = Resolves(directory, publish=True)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="pin-resolves-"))
+        started = Resolves(directory)
+        config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
+    config.stash[RESOLVES_KEY] = started
+    config.add_cleanup(started.close)

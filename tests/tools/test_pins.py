@@ -8,8 +8,12 @@ with a reason when PyPI cannot be reached (offline clones).
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import socket
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -102,7 +106,13 @@ def _pypi_reachable() -> bool:
 
 
 def _resolve(name: str, python: str, directory: Path) -> tuple[dict[str, str], dict[str, str]]:
-    """(pinned, resolved) of one pin set for one Python."""
+    """(pinned, resolved) of one pin set for one Python.
+
+    Runs in a background thread at the lowest priority, and so does its pip
+    (Linux gives each thread its own nice value, and a child inherits its
+    thread's): four resolves side by side must not starve the clusters the
+    suite runs meanwhile (Serve's proxy fails its health checks)."""
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     pin_set = pins.PIN_SETS[name]
     pinned = _pinned(REPO / pin_set.constraints, python)
     # pip evaluates markers for the Python it runs on, not --python-version:
@@ -120,9 +130,13 @@ class Resolves:
     started as soon as collection ends (tests/tools/conftest.py): each mostly
     waits on PyPI, so they run while the rest of the suite does, and the tests
     below only collect the results (one after another the resolves took about
-    3 minutes on 2 cores, side by side at the suite's end about 70 s)."""
+    3 minutes on 2 cores, side by side at the suite's end about 70 s).
 
-    def __init__(self, directory: Path):
+    Under `make test`'s two workers one of them resolves (``publish``: each
+    result also goes to a JSON file in a folder both see) and the other reads
+    those files (``Resolves.reading``), so the pips run once."""
+
+    def __init__(self, directory: Path, *, publish: bool = False):
         self.reachable = _pypi_reachable()
         self._executor = ThreadPoolExecutor(max_workers=len(RESOLVE_KEYS))
         self.futures = {}
@@ -130,10 +144,59 @@ class Resolves:
             for key in RESOLVE_KEYS:
                 folder = directory / f"{key[0]}-{key[1]}"
                 folder.mkdir(parents=True)
-                self.futures[key] = self._executor.submit(_resolve, *key, folder)
+                task = _publishing(_resolve, directory / f"{key[0]}-{key[1]}.json") if publish else _resolve
+                self.futures[key] = self._executor.submit(task, *key, folder)
+
+    @classmethod
+    def reading(cls, directory: Path) -> Resolves:
+        """The results another worker publishes in ``directory``, read when asked for."""
+        self = cls.__new__(cls)
+        self.reachable = _pypi_reachable()
+        self._executor = None
+        self.futures = {key: _Published(directory / f"{key[0]}-{key[1]}.json")
+                        for key in RESOLVE_KEYS} if self.reachable else {}
+        return self
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+PUBLISHED_WAIT_S = 900
+
+
+def _publishing(resolve, path: Path):
+    def run(*args):
+        try:
+            result = {"ok": resolve(*args)}
+        except Exception as exc:  # the reading worker's test fails with it
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(result))
+        partial.rename(path)
+        if "error" in result:
+            raise RuntimeError(result["error"])
+        return result["ok"]
+    return run
+
+
+class _Published:
+    """One result another worker resolves: ``result()`` waits for its file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def result(self) -> tuple[dict[str, str], dict[str, str]]:
+        deadline = time.monotonic() + PUBLISHED_WAIT_S
+        while not self.path.exists():  # written whole (a rename) when its pip ends
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the other worker published no resolve at {self.path} in {PUBLISHED_WAIT_S} s")
+            time.sleep(1)
+        result = json.loads(self.path.read_text())
+        if "error" in result:
+            raise RuntimeError(f"the resolve failed on the other worker: {result['error']}")
+        pinned, resolved = result["ok"]
+        return pinned, resolved
 
 
 @pytest.fixture(scope="module")

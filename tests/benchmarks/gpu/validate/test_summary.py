@@ -48,3 +48,17 @@ def test_summary_has_internlm3_on_its_own_profile():
     assert max(r["tokens"] for r in agreement) > 32768 * 5  # far past the native window
     assert all(row["max_abs_diff"] < row["tolerance"] < row["wrong_base_diff"] for row in agreement)
     assert all(row["ratio"] for row in il3["prefill"])
+
+
+def test_each_agreement_row_names_the_card_and_base_of_its_own_run():
+    """The correctness stage may run on another card than the serve stage (the summary's "gpu"):
+    each row says which, and a run with per-request bases gives the L and base it compared at."""
+    summary = json.loads((RESULTS / "summary.json").read_text())
+    correctness = json.loads((RESULTS / "correctness.json").read_text())
+    rows = summary["logprob_agreement"]
+    assert {row["card"] for row in rows} == {correctness["versions"]["gpu"]}
+    by_tokens = {a["tokens"]: a for a in correctness["agreement"]}
+    for row in rows:
+        measured = by_tokens[row["tokens"]]
+        assert {k: row.get(k) for k in ("rope_seq_len", "base")} == {k: measured.get(k) for k in ("rope_seq_len", "base")}
+    assert any("rope_seq_len" in row for row in rows), "the committed run compares at each request's own base"
