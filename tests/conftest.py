@@ -47,5 +47,6 @@ def pytest_xdist_make_scheduler(config, log):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
+    lanes.set_priority(item)
     with lanes.machine_share(item.config, quiet=item.get_closest_marker(lanes.QUIET_MARK) is not None):
         return (yield)

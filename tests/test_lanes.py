@@ -97,3 +97,19 @@ def test_a_quiet_test_waits_for_shared_holders_and_holds_new_ones_back(tmp_path)
         thread.join(10)
         assert not thread.is_alive()
     assert events == ["shared runs", "shared ends", "quiet runs", "quiet ends", "late shared runs"]
+
+
+def test_the_worker_without_the_e2e_cluster_yields_from_its_first_test_on(tmp_path, monkeypatch):
+    niced: list[int] = []
+    monkeypatch.setattr(lanes.os, "nice", niced.append)
+
+    def first_tests(*nodeids):
+        config = _config(tmp_path)
+        config.stash = {}
+        for nodeid in nodeids:
+            lanes.set_priority(SimpleNamespace(config=config, nodeid=nodeid))
+
+    first_tests("tests/e2e/test_serving.py::a", "tests/helm/test_chart.py::b")
+    assert niced == []
+    first_tests("tests/e2e_nodes/test_shapes.py::c", "tests/helm/test_chart.py::d")
+    assert niced == [lanes.SECOND_WORKER_NICE]

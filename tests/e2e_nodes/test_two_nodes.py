@@ -111,7 +111,8 @@ def test_a_pools_new_max_reaches_serve_without_a_restart(two_nodes, client):
     wait_until(pool_view_max, 120, "the ingress to take the new bound (its reconfigure)")
     details = _get_global_client().get_serve_details()["applications"][APP]["deployments"][DEPLOYMENT]
     assert details["deployment_config"]["autoscaling_config"]["max_replicas"] == 3
-    assert app_running()
+    # Serve reports the app DEPLOYING while it applies the config, then RUNNING again.
+    wait_until(app_running, 120, "the app to run again after the new config")
     # The same replicas, pool and ingress: nothing was restarted.
     assert {name: serve_replicas(name) for name in before} == before
     answer = client.post("/v1/completions", json={"model": MODEL, "prompt": "still here", "max_tokens": 2})

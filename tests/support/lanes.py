@@ -6,11 +6,18 @@ cluster first (it is the longest); the other worker takes the two-node
 cluster and then every other module, a module at a time (its module-scoped
 fixtures are set up once).
 
-Two rules keep the workers from disturbing each other:
+Three rules keep the workers from disturbing each other:
 
 * **Sessions:** each worker starts a session of its own, because the clean
   stop (cluster/shutdown.py) sweeps the engine processes of its session; two
   workers in one session would sweep each other's engines.
+* **Priority:** the e2e cluster's worker is the longest; the other worker
+  runs at nice ``SECOND_WORKER_NICE`` from its first test on (and so does
+  what it starts: the two-node cluster, engines), so that the two clusters'
+  start-ups, which together need more than two cores, do not hold the e2e
+  one back. Both clusters' Ray workers run at their starter's priority
+  (``RAY_worker_niceness=0``; Ray's own 15 let the other worker's tests
+  starve Serve's proxy until it failed its health checks).
 * **Quiet machine:** tests marked ``quiet_machine`` derive deadlines from a
   prefill time they measure (tests/e2e/test_cancel_prefill.py hangs up one
   chunk into a prefill). While one runs, with its fixtures' setup, the other
@@ -81,6 +88,22 @@ def make_scheduler(config: pytest.Config, log):
 
 def own_session() -> None:
     os.setsid()
+
+
+# A quarter of the CPU against nice-0 work (the kernel's weights 335 : 1024),
+# enough for Serve's health checks on the second worker's cluster.
+SECOND_WORKER_NICE = 5
+_PRIORITY_SET = pytest.StashKey[bool]()
+
+
+def set_priority(item: pytest.Item) -> None:
+    """On a worker's first test: lower its priority unless it runs the e2e cluster."""
+    config = item.config
+    if not parallel(config) or config.stash.get(_PRIORITY_SET, False):
+        return
+    config.stash[_PRIORITY_SET] = True
+    if group_of(item.nodeid) != "e2e":
+        os.nice(SECOND_WORKER_NICE)
 
 
 def shared_dir(config: pytest.Config) -> Path:
