@@ -113,3 +113,8 @@ def test_the_worker_without_the_e2e_cluster_yields_from_its_first_test_on(tmp_pa
     assert niced == []
     first_tests("tests/e2e_nodes/test_shapes.py::c", "tests/helm/test_chart.py::d")
     assert niced == [lanes.SECOND_WORKER_NICE]
+
+
+def test_kv_blocks_cover_the_tokens_asked_for():
+    assert lanes.kv_blocks(131_072) == 1024
+    assert lanes.kv_blocks(129) == 2

@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks.common.ports import free_loopback_port
 from cluster.config import ClusterConfig, load_config, profile_path
+from tests.support import lanes
 
 
 MAX_DOCUMENT_BYTES = 2_000_000
@@ -26,12 +27,8 @@ LONG_POOL_CHUNK = 2048
 # gauge lives two intervals without a refresh, and 2 s leaves a loaded
 # machine room for a late export).
 METRICS_EXPORT_S = 2
-# KV blocks per engine (vLLM's CPU block is 128 tokens): 131,072 tokens, many
-# times what the tests keep cached, where the profile's 1 GiB of
-# VLLM_CPU_KVCACHE_SPACE holds 0.5-1M. vLLM zero-fills its KV cache, so the
-# gigabyte would be resident in every worker: this cluster fits beside the
-# two-node one on the other xdist worker (tests/support/lanes.py).
-KV_BLOCKS = 1024
+# KV per engine: many times what the tests keep cached (tests/support/lanes.py, kv_blocks).
+KV_BLOCKS = lanes.kv_blocks(131_072)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -107,11 +104,10 @@ def cluster(demo_models, tmp_path_factory) -> RunningCluster:
     with pytest.MonkeyPatch.context() as env:
         # Read by every process Ray starts (RayConfig reads RAY_<name>).
         env.setenv("RAY_metrics_report_interval_ms", str(METRICS_EXPORT_S * 1000))
-        # Ray's workers (Serve's proxy and replicas, the engines under them) at
-        # the tests' priority, not nice 15 (Ray's default): under `make test`
-        # the other worker's tests and clusters would starve them until Serve's
-        # proxy failed its health checks (tests/support/lanes.py).
-        env.setenv("RAY_worker_niceness", "0")
+        # Serve's proxy and replicas, and the engines under them, at the tests'
+        # priority (tests/support/lanes.py).
+        for name, value in lanes.RAY_WORKER_ENV.items():
+            env.setenv(name, value)
         start_cluster(config, profile, overrides, address=None, metrics_port=metrics_port)
     running = RunningCluster(
         base_url=f"http://127.0.0.1:{port}",

@@ -84,18 +84,6 @@ def pool_in_flight(http, pool: str) -> int:
     return next(row["in_flight"] for row in rows if row["name"] == pool)
 
 
-def engine_counter(metrics_url: str, name: str) -> float:
-    """A vLLM counter summed over every engine, by its vLLM name without the
-    ``vllm:`` prefix (``prompt_tokens``: prompts whose prefill completed;
-    ``prompt_tokens_cached``: prompt tokens read from the prefix cache)."""
-    wanted = f"ray_vllm_{name}"
-    total = 0.0
-    for family in text_string_to_metric_families(httpx.get(metrics_url, timeout=10).text):
-        if family.name in (wanted, f"{wanted}_total"):
-            total += sum(s.value for s in family.samples if s.name.endswith("_total"))
-    return total
-
-
 def hold_for(conn: socket.socket, seconds: float) -> bytes:
     """Read what the server sends on a held request for ``seconds`` (a client
     with that deadline), then hang up; returns the bytes read."""

@@ -25,6 +25,7 @@ import pytest
 from ray._private.authentication_test_utils import reset_auth_token_state  # Ray's own reset
 
 from benchmarks.common.ports import free_loopback_port
+from tests.support import lanes
 from tests.e2e_nodes.nodes import RayNode, node_id_with, ray_env, start_node
 
 APP = "longctx"
@@ -48,10 +49,8 @@ def profile(models: Path, data_dir: Path, port: int) -> dict:
                            "default_max_tokens": 16}},
         "pools": [{
             "name": POOL, "model": MODEL, "band": [0, 4096],
-            # 256 KV blocks of 128 tokens, not the 1 GiB VLLM_CPU_KVCACHE_SPACE gives (vLLM zero-fills
-            # it): the nodes fit beside the e2e cluster on the other xdist worker (tests/support/lanes.py).
             "engine": {"max_model_len": 4096, "max_num_seqs": 4, "dtype": "float32", "enforce_eager": True,
-                       "extra": {"num_gpu_blocks_override": 256}},
+                       "extra": {"num_gpu_blocks_override": lanes.kv_blocks(32_768)}},
             "replicas": {"min": 2, "max": 2},
             "worker_resources": {"CPU": 1, SLOT: 1},
             # A prompt's first 16 tokens pick its replica (affinity), so a test can aim at a node.

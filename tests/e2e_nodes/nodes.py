@@ -21,6 +21,7 @@ import psutil
 
 from benchmarks.common.ports import free_loopback_port
 from cluster.cli import RAY_SINGLE_MACHINE_ENV
+from tests.support import lanes
 
 RAY = str(Path(sys.executable).with_name("ray"))
 START_TIMEOUT_S = 300
@@ -88,9 +89,7 @@ def ray_env(token: str) -> dict[str, str]:
             "RAY_USAGE_STATS_ENABLED": "0",
             # Metrics every second, not every 10: tests poll an engine's gauges as a readiness check.
             "RAY_metrics_report_interval_ms": "1000",
-            # Ray's workers at the tests' own priority, not nice 15 (Ray's default): under `make test`
-            # the other worker's tests and clusters would starve them (tests/support/lanes.py).
-            "RAY_worker_niceness": "0"}
+            **lanes.RAY_WORKER_ENV}
 
 
 def start_node(name: str, base: Path, env: dict[str, str], *, head_port: int | None = None,

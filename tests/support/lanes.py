@@ -16,7 +16,7 @@ Three rules keep the workers from disturbing each other:
   what it starts: the two-node cluster, engines), so that the two clusters'
   start-ups, which together need more than two cores, do not hold the e2e
   one back. Both clusters' Ray workers run at their starter's priority
-  (``RAY_worker_niceness=0``; Ray's own 15 let the other worker's tests
+  (``RAY_WORKER_ENV``; Ray's own nice 15 let the other worker's tests
   starve Serve's proxy until it failed its health checks).
 * **Quiet machine:** tests marked ``quiet_machine`` derive deadlines from a
   prefill time they measure (tests/e2e/test_cancel_prefill.py hangs up one
@@ -37,6 +37,18 @@ import pytest
 
 E2E_GROUPS = ("e2e", "e2e_nodes")
 QUIET_MARK = "quiet_machine"
+# For every Ray the tests start (RayConfig reads RAY_<name>): its workers at
+# the starter's priority, not at nice 15.
+RAY_WORKER_ENV = {"RAY_worker_niceness": "0"}
+CPU_KV_BLOCK_TOKENS = 128  # vLLM's CPU backend's block size
+
+
+def kv_blocks(tokens: int) -> int:
+    """The test engines' KV cache, as ``num_gpu_blocks_override``: ``tokens``
+    tokens, not the 1 GiB of VLLM_CPU_KVCACHE_SPACE (0.5-1M tokens of the demo
+    models), which vLLM zero-fills and so keeps resident in every worker; at
+    that size the two clusters and an engine module would not fit together."""
+    return -(-tokens // CPU_KV_BLOCK_TOKENS)
 
 
 def parallel(config: pytest.Config) -> bool:

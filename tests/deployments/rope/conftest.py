@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import lanes
+
 # vLLM reads these in the engine processes it spawns; set before any engine.
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
@@ -126,10 +128,7 @@ class Engine:
             # The worker runs inside the engine-core process: one process
             # spawn less per engine, still a fresh process per engine.
             distributed_executor_backend="uni",
-            # 64k tokens of KV (CPU blocks are 128 tokens), not the 1 GiB
-            # VLLM_CPU_KVCACHE_SPACE gives, which vLLM zero-fills: this engine
-            # runs beside the e2e cluster under `make test` (tests/support/lanes.py).
-            num_gpu_blocks_override=512,
+            num_gpu_blocks_override=lanes.kv_blocks(65_536),
             **engine_kwargs_for_pool(
                 native_context=model.native,
                 rope_scaling=model.rope_scaling,
